@@ -1,0 +1,57 @@
+"""Helpers shared by the sub-commands: JSON output, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def to_jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def print_json(value) -> None:
+    json.dump(to_jsonable(value), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    """Plain aligned table for humans (``--json`` gives the machine form)."""
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+def progress_bar(total: float = 1.0, desc: str = ""):
+    """A tqdm bar on stderr and a ``ProgressCallback`` driving it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+
+    def callback(fraction: float, message: str = "") -> None:
+        bar.n = int(round(100 * min(max(fraction / total, 0.0), 1.0)))
+        if message:
+            bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    return bar, callback

@@ -1,0 +1,156 @@
+"""The interface every segmentation engine implements.
+
+An engine is loaded once (weights on a device). ``Engine.open(image)`` gives an
+``EngineContext`` bound to one image: it owns the image embeddings (computed once per crop
+or slice and cached) so that each ``predict`` with a new click only re-runs the decoder.
+Boxes and clicks are physical LPS millimetres; results come back on the image's own grid.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import CancelledError, InputError
+from ..volume import Volume
+
+ProgressCallback = Callable[[float, str], None]
+"""Called with a fraction in [0, 1] and a short message."""
+
+
+@dataclass(frozen=True)
+class Click:
+    lps: tuple[float, float, float]
+    positive: bool = True
+
+    def __post_init__(self):
+        lps = tuple(float(v) for v in self.lps)
+        if len(lps) != 3 or not np.all(np.isfinite(lps)):
+            raise InputError(f"a click needs 3 finite LPS coordinates, got {self.lps}")
+        object.__setattr__(self, "lps", lps)
+
+
+@dataclass
+class Prompt:
+    """Progressive prompts: task text, a 3D box, then refinement clicks."""
+
+    task: str | None = None
+    patient: str | None = None
+    box_lps: np.ndarray | None = None  # [[x0, y0, z0], [x1, y1, z1]] LPS mm, min then max corner
+    clicks: list[Click] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.box_lps is not None:
+            self.box_lps = validate_box(self.box_lps)
+
+    def validate_against(self, image: Volume) -> None:
+        """Raise a clear error when the box or a click lies outside the image."""
+        if self.box_lps is not None:
+            lo, hi = image.bounds_lps()
+            overlap = np.minimum(hi, self.box_lps[1]) - np.maximum(lo, self.box_lps[0])
+            if np.any(overlap < 0):
+                raise InputError(
+                    f"box {np.round(self.box_lps, 1).tolist()} mm does not overlap the image "
+                    f"(extent {np.round(lo, 1).tolist()} to {np.round(hi, 1).tolist()} mm)",
+                    image.metadata.get("path"),
+                )
+        for click in self.clicks:
+            image.check_inside(click.lps, "click")
+
+
+def validate_box(box) -> np.ndarray:
+    box = np.asarray(box, dtype=float)
+    if box.shape == (6,):
+        box = box.reshape(2, 3)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)):
+        raise InputError(f"a box needs 6 finite LPS coordinates (x0 y0 z0 x1 y1 z1), got {box.tolist()}")
+    box = np.sort(box, axis=0)
+    if np.any(box[1] - box[0] <= 0):
+        raise InputError(f"box {box.tolist()} has zero size along an axis")
+    return box
+
+
+@dataclass
+class SegmentationResult:
+    probability: Volume  # float32 in [0, 1] on the image grid
+    mask: Volume  # uint8 0/1 on the image grid
+    quality: float | None  # predicted IoU where the model has one
+    engine: str
+    weights: str  # file name and short sha256 of the weights that produced it
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    state: Any = None  # engine-specific feedback (e.g. low-res logits) for the next predict
+
+    def summary(self) -> dict:
+        return {
+            "engine": self.engine,
+            "weights": self.weights,
+            "quality": None if self.quality is None else round(float(self.quality), 4),
+            "volume_ml": round(float(self.mask.array.sum()) * self.mask.voxel_volume_ml, 3),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+class EngineContext(ABC):
+    """One engine bound to one image; caches embeddings across predictions."""
+
+    def __init__(self, engine: "Engine", image: Volume):
+        check_image(image)
+        self.engine = engine
+        self.image = image
+
+    @abstractmethod
+    def predict(
+        self,
+        prompt: Prompt,
+        previous: SegmentationResult | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> SegmentationResult:
+        """Segment with ``prompt``; ``previous`` feeds back the last result's logits."""
+
+    def clear_cache(self) -> None:
+        """Drop cached embeddings."""
+
+
+class Engine(ABC):
+    name: str = "engine"
+
+    def __init__(self, weights_label: str, device: str = "cpu"):
+        self.weights_label = weights_label
+        self.device = device
+
+    @abstractmethod
+    def open(self, image: Volume) -> EngineContext: ...
+
+    def segment(self, image: Volume, prompt: Prompt, **kwargs) -> SegmentationResult:
+        return self.open(image).predict(prompt, **kwargs)
+
+
+def check_image(image: Volume) -> None:
+    if not np.issubdtype(image.array.dtype, np.number) and image.array.dtype != bool:
+        raise InputError(f"image voxels must be numeric, got {image.array.dtype}", image.metadata.get("path"))
+    if image.array.dtype.kind == "f" and not np.all(np.isfinite(image.array)):
+        n = int((~np.isfinite(image.array)).sum())
+        raise InputError(f"image has {n} non-finite voxels (NaN or Inf)", image.metadata.get("path"))
+    if min(image.array.shape) < 2:
+        raise InputError(f"image must be 3D with at least 2 voxels per axis, got shape {image.array.shape}",
+                         image.metadata.get("path"))
+
+
+def check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise CancelledError("cancelled by the user")
+
+
+@contextmanager
+def timed(timings: dict[str, float], key: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000.0
