@@ -1,0 +1,83 @@
+"""Image files (NIfTI, NRRD, MHA) and DICOM folders in, NRRD/NIfTI/MHA out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..volume import Volume
+from .dicom import NON_IMAGE_MODALITIES, read_dataset
+from .series import read_series
+
+WRITE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")  # single-file formats: renamed atomically
+READ_SUFFIXES = WRITE_SUFFIXES + (".nhdr", ".mhd")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(132)[128:132] == b"DICM"
+
+
+def read_image(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI/NRRD/MHA file, a DICOM CT/MR folder, or the series of one DICOM slice file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file or folder not found", path)
+    if path.is_dir():
+        return read_series(path, series_uid)
+    if _is_dicom(path):
+        header = read_dataset(path, header_only=True)
+        modality = str(header.get("Modality", "")).upper()
+        if modality in NON_IMAGE_MODALITIES:
+            raise InputError(f"is a DICOM {modality} file, expected an image (CT/MR series or image file)", path)
+        return read_series(path.parent, series_uid or str(header.get("SeriesInstanceUID", "")) or None)
+    if _suffix(path) not in READ_SUFFIXES:
+        raise InputError(f"unsupported image format {_suffix(path) or '(no extension)'}; use NIfTI, NRRD, MHA or DICOM", path)
+    return _read_itk(path)
+
+
+def _read_itk(path: Path) -> Volume:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+        raise InputError(f"cannot read image ({lines[-1] if lines else 'unknown error'})", path) from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    return Volume.from_sitk(image, metadata={"path": str(path), "modality": None})
+
+
+def write_image(volume: Volume, path: str | Path) -> Path:
+    """Write NRRD/NIfTI/MHA atomically (temp file, then rename); bool masks become uint8."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise InputError(f"cannot write {suffix or '(no extension)'}; use .nrrd, .nii, .nii.gz or .mha", path)
+    if not path.parent.is_dir():
+        raise InputError("output folder does not exist", path.parent)
+    array = volume.array.astype(np.uint8) if volume.array.dtype == bool else volume.array
+    image = volume.with_array(array).to_sitk()
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temp, useCompression=True)
+        os.replace(temp, path)
+    except BaseException as error:
+        Path(temp).unlink(missing_ok=True)
+        if not isinstance(error, Exception):
+            raise
+        raise InputError(f"cannot write image ({str(error).strip().splitlines()[-1]})", path) from None
+    return path
