@@ -64,7 +64,8 @@ def check_compatible(moving: Volume, reference: Volume, allow_frame_mismatch: bo
             path,
         )
     fraction = overlap_fraction(moving, reference)
-    if fraction == 0:
+    # A thin reference (one slice) can fall between the sampled planes of a larger moving grid.
+    if fraction == 0 and overlap_fraction(reference, moving) == 0:
         lo, hi = moving.bounds_lps()
         rlo, rhi = reference.bounds_lps()
         raise GeometryError(

@@ -105,3 +105,9 @@ def test_overlap_fraction_of_half_shifted_grid():
     a = Volume(np.zeros((10, 10, 32)), spacing=(1, 1, 1))
     b = Volume(np.zeros((10, 10, 32)), spacing=(1, 1, 1), origin=(16.0, 0.0, 0.0))
     assert overlap_fraction(a, b) == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_single_slice_reference_inside_the_dose_overlaps():
+    dose = Volume(np.ones((98, 20, 20), np.float32), spacing=(2.5, 2.5, 3.0), origin=(0, 0, -100))
+    one_slice = Volume(np.zeros((1, 30, 30), np.int16), spacing=(1, 1, 3.0), origin=(5, 5, -10.4))
+    assert check_compatible(dose, one_slice) == 0.0  # no sampled dose plane falls on the slice
