@@ -1,0 +1,1 @@
+"""Prompts derived from clinical data (the dose-guided box)."""
