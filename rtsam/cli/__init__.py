@@ -14,6 +14,9 @@ COMMANDS = [
     "dose_box",
     "dvh",
     "evaluate",
+    "bench",
+    "segment",
+    "benchmark",
 ]
 
 

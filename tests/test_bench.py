@@ -1,0 +1,31 @@
+"""``rtsam bench`` with the tiny config (checks the report, never the speed)."""
+
+import json
+
+import pytest
+
+from rtsam.cli import main
+
+KEYS = {"embed_ms", "embed_reference_ms", "plain_vit_ms", "decode_ms", "swinunetr_forward_ms",
+        "decode_over_swinunetr", "reference_over_fast", "fast_over_plain_vit", "peak_rss_mb",
+        "peak_rss_mb_one_embedding", "peak_rss_mb_4_cached_embeddings", "embedding_mb"}
+
+
+def test_bench_cli_reports_timings_memory_and_autocast_error(capsys):
+    assert main(["bench", "--json", "--config", "tiny", "--repeats", "1", "--autocast", "bf16"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert KEYS <= set(report)
+    assert report["device"] == "cpu" and report["input"] == "head_ct 64^3"
+    for key in KEYS:
+        assert report[key] > 0
+    assert report["decode_over_swinunetr"] == pytest.approx(report["decode_ms"] / report["swinunetr_forward_ms"], rel=0.01)
+    assert report["reference_over_fast"] == pytest.approx(report["embed_reference_ms"] / report["embed_ms"], rel=0.01)
+    assert report["embed_reference_max_abs_diff"] < 1e-4
+    assert 0 < report["embed_bf16_max_rel_error"] < 0.1  # bf16 keeps ~3 significant digits
+    assert report["peak_rss_mb_one_embedding"] <= report["peak_rss_mb_4_cached_embeddings"] <= report["peak_rss_mb"]
+    assert report["embedding_mb"] == pytest.approx(96 * 8 ** 3 * 4 / 2 ** 20, rel=1e-3)
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    assert main(["bench", "--config", "tiny", "--repeats", "0"]) == 2
+    assert "repeats must be at least 1" in capsys.readouterr().err

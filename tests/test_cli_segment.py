@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from rtsam.cli import main
+from rtsam.io import read_image, write_image
+from rtsam.prompts.clicks import next_clicks
+from rtsam.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def files(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seg")
+    crop = {}
+    for name in ("image", "label"):
+        v = read_image(data / f"pyradiomics/brain2_{name}.nrrd")
+        crop[name] = Volume(v.array[8:11], v.spacing, tuple(v.ijk_to_lps([0, 0, 8])), v.direction)
+        write_image(crop[name], folder / f"{name}.nrrd")
+    return folder, crop
+
+
+def box_args(label: Volume) -> list[str]:
+    kji = np.argwhere(label.array > 0)
+    lps = label.ijk_to_lps(np.stack([kji.min(0), kji.max(0)])[:, ::-1])
+    return [f"{v:.2f}" for v in np.concatenate([lps.min(0) - 5, lps.max(0) + 5])]
+
+
+def test_segment_writes_mask_and_json(files, capsys):
+    folder, crop = files
+    out = folder / "mask.nrrd"
+    truth = crop["label"].array > 0
+    centre = next_clicks(np.zeros_like(truth), truth)[0].to_click(crop["label"]).lps
+    code = main(["segment", str(folder / "image.nrrd"), "--out", str(out), "--box", *box_args(crop["label"]),
+                 "--click", *[f"{v:.2f}" for v in centre], "pos", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    mask = read_image(out)
+    assert mask.same_grid(crop["image"]) and set(np.unique(mask.array)) <= {0, 1}
+    assert summary["engine"] == "litemedsam" and summary["weights"].startswith("lite_medsam.pth@sha256:")
+    assert summary["volume_ml"] == pytest.approx(mask.array.sum() * mask.voxel_volume_ml, abs=1e-3)
+    assert summary["out"] == str(out)
+    assert 2 * (mask.array.astype(bool) & truth).sum() / (mask.array.sum() + truth.sum()) > 0.3
+
+
+def test_benchmark_interactive_json(files, capsys):
+    folder, _ = files
+    code = main(["benchmark", "interactive", "--image", str(folder / "image.nrrd"), "--label",
+                 str(folder / "label.nrrd"), "--clicks", "1", "--json"])
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert code == 0 and [s["step"] for s in steps] == ["box", "click 1"]
+    assert all(0 <= s["dice"] <= 1 for s in steps)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--box", "0", "0", "0", "0", "5", "5"], "zero size"),
+    (["--box", "1e4", "1e4", "1e4", "2e4", "2e4", "2e4"], "does not overlap"),
+    (["--box", "0", "0", "0", "5", "5", "5", "--click", "1e4", "0", "0", "pos"], "outside the image"),
+    (["--box", "0", "0", "0", "5", "5", "5", "--click", "1", "2", "3", "maybe"], "'pos' or 'neg'"),
+    (["--engine", "nope"], "unknown engine"),
+])
+def test_bad_input_exits_2(files, capsys, extra, message):
+    folder, _ = files
+    code = main(["segment", str(folder / "image.nrrd"), "--out", str(folder / "x.nrrd"), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_non_finite_and_2d_images(files, tmp_path, capsys):
+    folder, crop = files
+    bad = crop["image"].with_array(crop["image"].array.astype(np.float32))
+    bad.array[1, 5, 5] = np.nan
+    write_image(bad, tmp_path / "nan.nrrd")
+    flat = Volume(crop["image"].array[:1], crop["image"].spacing, crop["image"].origin)
+    write_image(flat, tmp_path / "flat.nrrd")
+    for name, message in (("nan.nrrd", "non-finite"), ("flat.nrrd", "3D")):
+        code = main(["segment", str(tmp_path / name), "--out", str(tmp_path / "m.nrrd"), "--box", *box_args(crop["label"])])
+        assert code == 2 and message in capsys.readouterr().err

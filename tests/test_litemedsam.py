@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from rtsam.benchmark_interactive import box_from_label, run_interactive
+from rtsam.engines.base import Click, Prompt
+from rtsam.engines.litemedsam_prep import Letterbox, detect_modality
+from rtsam.engines.registry import load_engine
+from rtsam.errors import CancelledError, InputError
+from rtsam.io import read_image
+from rtsam.volume import Volume
+
+
+def slab(volume: Volume, k0: int, k1: int) -> Volume:
+    """Slices k0..k1-1 of ``volume`` with the right origin."""
+    return Volume(volume.array[k0:k1], volume.spacing, tuple(volume.ijk_to_lps([0, 0, k0])), volume.direction,
+                  metadata=dict(volume.metadata))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    torch.set_num_threads(2)
+    return load_engine("litemedsam")
+
+
+@pytest.fixture(scope="module")
+def lung(data):
+    image = read_image(data / "pyradiomics/lung2_image.nrrd")
+    label = read_image(data / "pyradiomics/lung2_label.nrrd")
+    return slab(image, 13, 28), slab(label, 13, 28)
+
+
+def test_letterbox_keeps_aspect_and_pads():
+    box = Letterbox((64, 128))  # scaled x2 to 128 x 256, then padded to 256 x 256
+    x = box.image_tensor(np.arange(64 * 128, dtype=np.int16).reshape(64, 128), (0.0, 32768.0))
+    assert x.shape == (1, 3, 256, 256) and box.resized == (128, 256)
+    assert float(x[0, 0, 128:].abs().max()) == 0.0 and float(x[0, 0, :128].max()) == 1.0
+    np.testing.assert_allclose(box.to_grid([[10.0, 20.0]]), [[20.0, 40.0]])
+    logits = torch.full((1, 1, 256, 256), -10.0); logits[..., :64, :] = 10.0
+    prob = box.probability(logits)
+    assert prob.shape == (64, 128) and prob[:30].min() > 0.99 and prob[34:].max() < 0.01
+
+
+def test_modality_from_values():
+    assert detect_modality(Volume(np.full((2, 2, 2), -1000))) == "CT"
+    assert detect_modality(Volume(np.full((2, 2, 2), 300))) == "MR"
+    assert detect_modality(Volume(np.full((2, 2, 2), 300), metadata={"modality": "CT"})) == "CT"
+
+
+def test_box_then_clicks_on_real_lung_crop(lung, engine):
+    image, label = lung
+    report = run_interactive(image, label, engine, clicks=2)
+    dice = [s["dice"] for s in report["steps"]]
+    assert report["weights"].startswith("lite_medsam.pth@sha256:79d8c9dca6db")
+    assert dice[0] > 0.8 and dice[-1] >= dice[0]
+
+
+def test_result_geometry_cache_and_progress(lung, engine):
+    image, label = (slab(v, 6, 10) for v in lung)  # 4 slices through the tumour
+    context = engine.open(image)
+    box = box_from_label(label, 5.0)
+    seen = []
+    result = context.predict(Prompt(box_lps=box), progress=lambda f, m: seen.append(f))
+    assert result.mask.same_grid(image) and result.mask.array.dtype == np.uint8
+    assert result.probability.array.dtype == np.float32 and 0 < result.quality <= 1
+    k_in = np.flatnonzero(result.mask.array.any(axis=(1, 2)))
+    assert k_in.min() >= 0 and len(seen) == len(context.cached_slices) and seen[-1] == 1.0
+    assert "embed_ms" in result.timings_ms and "decode_ms" in result.timings_ms
+    # A click re-runs only the decoder: no new embedding.
+    centre = image.ijk_to_lps(np.argwhere(label.array > 0).mean(axis=0)[::-1])
+    again = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(centre))]), previous=result)
+    assert "embed_ms" not in again.timings_ms
+
+
+def test_cancel_and_missing_box(lung, engine):
+    image, label = lung
+    context = engine.open(image)
+    with pytest.raises(CancelledError):
+        context.predict(Prompt(box_lps=box_from_label(label)), cancel=lambda: True)
+    with pytest.raises(InputError, match="needs a box"):
+        context.predict(Prompt(clicks=[Click(tuple(image.ijk_to_lps([5, 5, 5])))]))
+
+
+def test_mismatched_checkpoint_names_the_file(tmp_path):
+    bad = tmp_path / "other.pth"
+    torch.save({"model": {"encoder.weight": torch.zeros(3)}}, bad)
+    with pytest.raises(InputError, match="other.pth.*not a LiteMedSAM checkpoint"):
+        load_engine("litemedsam", checkpoint=bad)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="garbage.pth"):
+        load_engine("litemedsam", checkpoint=garbage)
