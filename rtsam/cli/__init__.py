@@ -14,6 +14,8 @@ COMMANDS = [
     "dose_box",
     "dvh",
     "evaluate",
+    "itv",
+    "train",
     "bench",
     "segment",
     "benchmark",
