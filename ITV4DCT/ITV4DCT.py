@@ -1,0 +1,228 @@
+"""ITV4DCT: internal target volume from a 4DCT with per-phase segmentation.
+
+Thin Slicer entry point: the logic lives in ITV4DCTLib (headless, tested with pytest);
+shared helpers come from RTSAMCommon (installed beside this module by RTInjurySAM).
+"""
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import slicer
+import vtk
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+import ITV4DCTLib
+
+REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+
+
+class ITV4DCT(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "ITV4DCT"
+        self.parent.categories = ["Radiotherapy", "Segmentation"]
+        self.parent.dependencies = ["Sequences", "Segmentations", "Plots"]
+        self.parent.contributors = ["SlicerRTSAM developers"]
+        self.parent.helpText = """
+Builds an internal target volume (ITV) from a 4DCT.
+<ol><li>Load the 4DCT (DICOM import gives a volume sequence) and select it.</li>
+<li>Choose the reference phase and the initial prompt: a segment drawn on the reference phase,
+an ROI box, or a task text.</li>
+<li>Click <b>Apply</b>: every phase is segmented, filtered for phase coherence, and the union
+is stored as the <b>ITV</b> segment on the reference geometry.</li>
+<li>Browse the per-phase masks with the sequence browser; the table and plot give the
+per-phase volume and tumour centroid motion (RAS mm).</li></ol>"""
+        self.parent.acknowledgementText = """
+Methods from "ITV4DCT: internal target volume delineation on 4DCT with phase-coherent
+filtering" and "RTInjurySAM: progressive prompting of a 3D SAM for radiotherapy-induced
+normal tissue injury segmentation"."""
+
+
+@parameterNodeWrapper
+class ITV4DCTParameterNode:
+    inputSequence: vtkMRMLSequenceNode
+    referencePhase: int = 0
+    promptKind: Annotated[str, Choice(["existing segment", "ROI box", "text only"])] = "existing segment"
+    initSegmentation: vtkMRMLSegmentationNode
+    initSegmentName: str = ""
+    roi: vtkMRMLMarkupsROINode
+    task: str = ""
+    backend: Annotated[str, Choice(["local", "remote"])] = "local"
+    engine: str = "litemedsam"
+    serverUrl: str = "http://localhost:8000"
+    outputSegmentation: vtkMRMLSegmentationNode
+
+
+class ITV4DCTLogic(ScriptedLoadableModuleLogic, ITV4DCTLib.ITV4DCTLogic):
+    def __init__(self, scene=None, backend=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        ITV4DCTLib.ITV4DCTLogic.__init__(self, scene, backend)
+
+    def getParameterNode(self):
+        return ITV4DCTParameterNode(super().getParameterNode())
+
+
+class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._outputs = None
+        self._apiKey = ""
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ITV4DCT.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = ITV4DCTLogic()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.setParameterNode(None))
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
+        self.ui.showPlotButton.connect("clicked(bool)", self.onShowPlot)
+        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self._setApiKey)
+        self.ui.cancelButton.enabled = False
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputSequence:
+            self._parameterNode.inputSequence = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceNode")
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            self._updateGui()
+
+    def _updateGui(self, caller=None, event=None):
+        node = self._parameterNode
+        kind = node.promptKind if node else ""
+        self.ui.initSegmentationSelector.enabled = self.ui.initSegmentLineEdit.enabled = kind == "existing segment"
+        self.ui.roiSelector.enabled = kind == "ROI box"
+        self.ui.applyButton.enabled = bool(node and node.inputSequence and node.outputSegmentation) and self._job is None
+        self.ui.showPlotButton.enabled = self._outputs is not None
+
+    def _setApiKey(self, text):
+        self._apiKey = text
+
+    def _backend(self):
+        from RTSAMCommon.backends import make_backend
+
+        node = self._parameterNode
+        return make_backend(node.backend, node.serverUrl, self._apiKey)
+
+    def onTestConnection(self):
+        with slicer.util.tryWithErrorDisplay("Connection failed.", waitCursor=True):
+            self.ui.connectionLabel.text = self._backend().test_connection()
+
+    def _initSegmentId(self):
+        """The chosen initial segment, copied into the output segmentation (the ITV goes beside it)."""
+        node = self._parameterNode
+        if node.promptKind != "existing segment" or not node.initSegmentation:
+            return None
+        source = node.initSegmentation.GetSegmentation()
+        segmentId = source.GetSegmentIdBySegmentName(node.initSegmentName) if node.initSegmentName else source.GetNthSegmentID(0)
+        if not segmentId:
+            raise ValueError(f"segment '{node.initSegmentName}' not found in '{node.initSegmentation.GetName()}'")
+        if node.initSegmentation is not node.outputSegmentation:
+            node.outputSegmentation.GetSegmentation().CopySegmentFromSegmentation(source, segmentId)
+        return segmentId
+
+    def onApply(self):
+        from RTSAMCommon.slicer_app import BackgroundJob, ensureDependencies
+
+        if not ensureDependencies(REQUIREMENTS, "ITV4DCT"):
+            return
+        node = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not start the ITV computation.", waitCursor=True):
+            self.logic.backend = self._backend()
+            request = self.logic.prepare(node.inputSequence, node.outputSegmentation, node.referencePhase,
+                                         self._initSegmentId(), node.roi if node.promptKind == "ROI box" else None,
+                                         node.task)
+            engine = node.engine
+            self._job = BackgroundJob(lambda progress, cancel: self.logic.compute(request, engine, progress, cancel),
+                                      lambda result, error: self._onJobDone(request, result, error), self._onProgress)
+            self.ui.cancelButton.enabled = True
+            self._updateGui()
+            self._job.start()
+
+    def _onProgress(self, fraction, message):
+        self.ui.progressBar.value = int(100 * fraction)
+        self.ui.statusLabel.text = message
+
+    def _onJobDone(self, request, result, error):
+        self._job = None
+        self.ui.cancelButton.enabled = False
+        if error is not None:
+            self.ui.statusLabel.text = str(error)
+            if type(error).__name__ != "CancelledError":
+                slicer.util.errorDisplay(f"ITV computation failed: {error}")
+                logging.exception(error)
+        else:
+            self._outputs = self.logic.apply(request, result)
+            report = self._outputs.report
+            motion = report["motion_mm"]
+            self.ui.itvLabel.text = f"{report['itv_volume_ml']:.2f} ml over {report['phases']} phases"
+            self.ui.motionLabel.text = (f"peak-to-peak L-R {motion['x_mm']} mm, A-P {motion['y_mm']} mm, "
+                                        f"S-I {motion['z_mm']} mm; " + "; ".join(report["warnings"]))
+        self._updateGui()
+
+    def onCancel(self):
+        if self._job:
+            self._job.cancel()
+
+    def onShowPlot(self):
+        slicer.modules.plots.logic().ShowChartInLayout(self._outputs.chart)
+
+
+class ITV4DCTTest(ScriptedLoadableModuleTest):
+    """Runs the same scenario as tests/test_slicer_itv4dct.py."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_generated_4dct()
+
+    def test_generated_4dct(self):
+        import numpy as np
+
+        from ITV4DCTLib.scenarios import run_itv_scenario
+        from RTInjurySAMLib.sampledata import downloadSample
+
+        out = run_itv_scenario(slicer.mrmlScene, downloadSample("brain1_image.nrrd"),
+                               downloadSample("brain1_label.nrrd"), phases=2)
+        self.assertGreater(out["dice_itv"], 0.7)
+        self.assertTrue(np.array_equal(out["itv"].array > 0, np.any([m.array for m in out["phase_masks"]], axis=0)))
+        self.assertEqual(out["outputs"].phaseSequence.GetNumberOfDataNodes(), 2)
+        self.delayDisplay("ITV Dice %.3f" % out["dice_itv"])

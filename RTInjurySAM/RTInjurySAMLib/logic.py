@@ -1,0 +1,196 @@
+"""RTInjurySAM headless logic: MRML in, segment out, through an rtsam Session.
+
+Work is split so a UI can keep MRML on the main thread and run the model elsewhere:
+``prepare`` (reads nodes, opens the session), ``predict`` (model only, no MRML, may run in a
+worker thread), ``apply`` (writes the segment). ``process`` does all three.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import slicer
+
+from rtsam.errors import InputError
+from rtsam.volume import Volume
+
+from RTSAMCommon.backends import LocalBackend
+from RTSAMCommon.mrml_convert import points_lps, prepare_scene, roi_box_lps, set_roi_box, volume_from_node
+from RTSAMCommon.segments import dose_nodes, is_low_quality, task_text, write_result_segment
+
+
+@dataclass
+class RTInjurySAMResult:
+    segmentId: str
+    quality: float | None
+    lowQuality: bool
+    volumeMl: float
+    engine: str
+    weights: str
+    timingsMs: dict = field(default_factory=dict)
+    boxLps: np.ndarray | None = None
+
+    def summaryText(self) -> str:
+        quality = "n/a" if self.quality is None else f"{self.quality:.2f}"
+        flag = " (LOW: review)" if self.lowQuality else ""
+        times = ", ".join(f"{k} {v:.0f} ms" for k, v in self.timingsMs.items())
+        return f"quality {quality}{flag}; {self.volumeMl:.2f} ml; {self.engine}; {times}"
+
+
+@dataclass
+class _Interaction:
+    """The open session and where its result goes."""
+
+    session: object
+    image: Volume
+    imageNodeId: str
+    segmentationNode: object
+    task: str | None
+    roiNode: object = None
+    segmentId: str | None = None
+
+
+def _click_key(lps, positive: bool) -> tuple:
+    return tuple(np.round(np.asarray(lps, float), 3)), bool(positive)
+
+
+class RTInjurySAMLogic:
+    """RTInjurySAM logic on ``scene`` (default ``slicer.mrmlScene``) with an injected backend."""
+
+    def __init__(self, scene=None, backend=None):
+        self.scene = scene if scene is not None else slicer.mrmlScene
+        self.backend = backend or LocalBackend()
+        prepare_scene(self.scene)
+        self.interaction: _Interaction | None = None
+
+    # --- inputs ---------------------------------------------------------------------
+    def findDoseNode(self):
+        """The first volume SlicerRT's DICOM-RT import marked as RTDOSE, or None."""
+        found = dose_nodes(self.scene)
+        return found[0] if found else None
+
+    def boxFromDose(self, doseNode, threshold: float = 0.8, margin: float = 0.0, roiNode=None,
+                    referenceNode=None):
+        """An ROI markups node on the box around dose >= threshold x Dmax, grown by ``margin`` mm."""
+        from rtsam.prompts.dose_box import dose_box
+
+        dose = volume_from_node(doseNode)
+        reference = volume_from_node(referenceNode) if referenceNode is not None else None
+        box = dose_box(dose, threshold=threshold, margin_mm=margin, reference=reference)
+        if roiNode is None:
+            roiNode = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Dose box")
+            roiNode.CreateDefaultDisplayNodes()
+        set_roi_box(roiNode, box.box_lps)
+        roiNode.SetAttribute("RTSAM.DoseBox", f"{threshold:g} x Dmax {box.dmax_gy:.2f} Gy, margin {margin:g} mm")
+        return roiNode
+
+    # --- one-shot -------------------------------------------------------------------
+    def process(self, imageNode, segmentationNode, doseNode=None, task=None, patientText=None, roiNode=None,
+                includePoints=None, excludePoints=None, engine=None, threshold=0.8, margin=0.0,
+                progress=None, cancel=None) -> RTInjurySAMResult:
+        """Segment one injury: box from ``roiNode`` (or from ``doseNode``), task text, then clicks."""
+        if roiNode is None and doseNode is not None:
+            roiNode = self.boxFromDose(doseNode, threshold, margin, referenceNode=imageNode)
+        self.prepare(imageNode, segmentationNode, task, patientText, roiNode, engine)
+        self.syncClicks(includePoints, excludePoints)
+        return self.apply(self.predict(progress, cancel))
+
+    # --- interactive steps ----------------------------------------------------------
+    def prepare(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None, engine=None):
+        """Open a session on the image (embeddings are computed by the first predict)."""
+        if imageNode is None or segmentationNode is None:
+            raise InputError("select an image volume and an output segmentation")
+        image = volume_from_node(imageNode)
+        session = self.backend.open_session(image, engine)
+        session.set_task(task_text(task), patientText or None)
+        if roiNode is not None:
+            session.set_box(roi_box_lps(roiNode))
+        if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(imageNode)
+        segmentationNode.CreateDefaultDisplayNodes()
+        self.interaction = _Interaction(session, image, imageNode.GetID(), segmentationNode, task, roiNode)
+        return self.interaction
+
+    def _require(self) -> _Interaction:
+        if self.interaction is None:
+            raise InputError("start a segmentation first (Apply)")
+        return self.interaction
+
+    def syncClicks(self, includePoints=None, excludePoints=None) -> bool:
+        """Make the session's clicks match the two point lists (one edit per change); True if changed."""
+        session = self._require().session
+        wanted = [_click_key(p, True) for p in points_lps(includePoints)]
+        wanted += [_click_key(p, False) for p in points_lps(excludePoints)]
+        current = [_click_key(c.lps, c.positive) for c in session.prompt.clicks]
+        removed = [index for index, key in enumerate(current) if key not in wanted]
+        added = [key for key in wanted if key not in current]
+        for index in reversed(removed):
+            session.remove_click(index)
+        for lps, positive in added:
+            session.add_click(lps, positive)
+        return bool(removed or added)
+
+    def syncBox(self) -> bool:
+        """Follow a moved ROI; True when the session's box changed."""
+        state = self._require()
+        if state.roiNode is None:
+            return False
+        box = roi_box_lps(state.roiNode)
+        current = state.session.prompt.box_lps
+        if current is not None and np.allclose(current, box, atol=1e-3):
+            return False
+        state.session.set_box(box)
+        return True
+
+    def predict(self, progress=None, cancel=None):
+        """Run the model on the session's prompt; touches no MRML (safe in a worker thread)."""
+        start = time.perf_counter()
+        result = self._require().session.predict(progress=progress, cancel=cancel)
+        result.timings_ms.setdefault("total", (time.perf_counter() - start) * 1000.0)
+        return result
+
+    def apply(self, result) -> RTInjurySAMResult:
+        """Write a SegmentationResult into the output segment (main thread)."""
+        state = self._require()
+        summary = result.summary()
+        state.segmentId = write_result_segment(state.segmentationNode, result.mask, state.task, summary,
+                                               segment_id=state.segmentId)
+        prompt = state.session.prompt
+        return RTInjurySAMResult(
+            segmentId=state.segmentId, quality=result.quality, lowQuality=is_low_quality(result.quality),
+            volumeMl=summary["volume_ml"], engine=result.engine, weights=result.weights,
+            timingsMs=dict(result.timings_ms), boxLps=prompt.box_lps)
+
+    def updateFromPoints(self, includePoints=None, excludePoints=None) -> RTInjurySAMResult | None:
+        """After a click is placed or moved: decode with the cached embedding and update the segment."""
+        changed = self.syncBox()
+        if not (self.syncClicks(includePoints, excludePoints) or changed):
+            return None
+        return self.apply(self.predict())
+
+    def undo(self, includePoints=None, excludePoints=None) -> RTInjurySAMResult | None:
+        """Undo the last prompt edit; points and ROI are put back to match. None: nothing to undo."""
+        state = self._require()
+        if not state.session.undo():
+            return None
+        prompt = state.session.prompt
+        self._showPrompt(prompt, includePoints, excludePoints)
+        result = state.session.result
+        return self.apply(result if result is not None else self.predict())
+
+    def _showPrompt(self, prompt, includePoints, excludePoints) -> None:
+        from rtsam.volume import lps_to_ras
+
+        state = self.interaction
+        for node, positive in ((includePoints, True), (excludePoints, False)):
+            if node is None:
+                continue
+            with slicer.util.NodeModify(node):
+                node.RemoveAllControlPoints()
+                for click in prompt.clicks:
+                    if click.positive == positive:
+                        node.AddControlPoint(*lps_to_ras(click.lps))
+        if state.roiNode is not None and prompt.box_lps is not None:
+            set_roi_box(state.roiNode, prompt.box_lps)

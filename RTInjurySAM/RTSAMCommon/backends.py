@@ -1,0 +1,97 @@
+"""Where segmentation runs: in this process (local) or on an rtsam server (remote).
+
+A backend is a strategy object injected into the module logics. ``open_session`` gives an
+object with the ``rtsam.session.Session`` interface (set_task, set_box, add_click,
+remove_click, undo, redo, predict), so the logics never care where the model runs.
+"""
+
+from __future__ import annotations
+
+from rtsam.errors import InputError
+from rtsam.volume import Volume
+
+
+def torch_device(preferred: str = "auto") -> tuple[str, str]:
+    """(device, note): CUDA when present and asked for, else CPU with a readable reason."""
+    import torch
+
+    if preferred == "cpu":
+        return "cpu", "CPU (chosen)"
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return "cuda", f"GPU {torch.cuda.get_device_name(0)} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+    return "cpu", "no CUDA GPU found: running on the CPU (slower)"
+
+
+def check_gpu_memory(device: str, needed_gib: float) -> None:
+    """Refuse a GPU job that cannot fit, before it starts, with a clear message."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    if free / 2**30 < needed_gib:
+        raise InputError(f"the GPU has {free / 2**30:.1f} GiB free but this job needs about {needed_gib:.1f} GiB; "
+                         "close other GPU programs or choose the CPU")
+
+
+class LocalBackend:
+    """Engines loaded in this process, shared by both modules and kept for the next call."""
+
+    kind = "local"
+    _engines: dict[tuple, object] = {}
+
+    def __init__(self, device: str = "auto"):
+        self.device, self.device_note = torch_device(device)
+
+    def engine(self, name: str | None):
+        from rtsam.engines.registry import DEFAULT_ENGINE, load_engine
+
+        key = (name or DEFAULT_ENGINE, self.device)
+        if key not in LocalBackend._engines:
+            LocalBackend._engines[key] = load_engine(key[0], device=self.device)
+        return LocalBackend._engines[key]
+
+    def open_session(self, image: Volume, engine: str | None = None):
+        from rtsam.session import Session
+
+        return Session(image, self.engine(engine))
+
+    def test_connection(self) -> str:
+        from rtsam.engines.registry import engine_names
+
+        return f"local: {self.device_note}; engines: {', '.join(engine_names())}"
+
+
+class RemoteBackend:
+    """An rtsam server (``rtsam serve``) through rtsam.client; the key is sent, never stored."""
+
+    kind = "remote"
+
+    def __init__(self, url: str, api_key: str = "", timeout_s: float = 120.0):
+        from rtsam.client import RemoteEngine
+
+        self.url = url
+        self._engine = RemoteEngine(url, api_key=api_key or None, timeout=timeout_s)
+
+    def engine(self, name: str | None = None):
+        """The server's engine (the server decides which model it runs)."""
+        return self._engine
+
+    def open_session(self, image: Volume, engine: str | None = None):
+        from rtsam.client import open_session
+
+        return open_session(image, self._engine)
+
+    def test_connection(self) -> str:
+        info = self._engine.test_connection()
+        return f"remote {self.url}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
+def make_backend(kind: str = "local", url: str = "", api_key: str = "", device: str = "auto"):
+    """The backend chosen in the UI: "local" (this process) or "remote" (server URL + API key)."""
+    if kind == "remote":
+        if not url:
+            raise InputError("enter the server URL for the remote backend")
+        return RemoteBackend(url, api_key)
+    return LocalBackend(device)

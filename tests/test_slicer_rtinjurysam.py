@@ -1,0 +1,106 @@
+"""RTInjurySAM logic end to end on real slicer-core and real data (litemedsam engine)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vtk
+
+slicer = pytest.importorskip("slicer")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "RTInjurySAM"), str(ROOT / "ITV4DCT")]
+
+from RTInjurySAMLib import RTInjurySAMLogic  # noqa: E402
+from RTInjurySAMLib.scenarios import run_brain_scenario, run_dose_box_scenario  # noqa: E402
+from RTSAMCommon.backends import RemoteBackend, make_backend  # noqa: E402
+from rtsam.errors import InputError, RTSAMError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def brain(data):
+    scene = slicer.vtkMRMLScene()
+    return run_brain_scenario(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
+
+
+def test_box_prompt_segments_the_tumour(brain):
+    assert brain["dice_box"] > 0.8
+    first = brain["first"]
+    assert first.engine == "litemedsam" and first.weights.startswith("lite_medsam.pth@sha256:")
+    assert first.quality is not None and first.lowQuality == (first.quality < 0.5)
+    assert first.timingsMs["embed_ms"] > 0 and first.timingsMs["decode_ms"] > 0
+
+
+def test_segment_has_name_colour_terminology_and_geometry(brain):
+    segmentation = brain["segmentation"]
+    segment = segmentation.GetSegmentation().GetSegment(brain["first"].segmentId)
+    assert segment.GetName() == "Cerebral radiation necrosis"
+    assert "SCT^6574001^Necrosis" in segment.GetTerminology()
+    quality = vtk.reference("")
+    assert segment.GetTag("RTSAM.quality", quality)
+    assert float(str(quality)) == pytest.approx(brain["first"].quality, abs=1e-4)
+    # segment volume from Slicer's side equals the mask volume reported by the logic
+    mask = brain["first_mask"]
+    assert brain["first"].volumeMl == pytest.approx(mask.array.sum() * mask.voxel_volume_ml, rel=1e-3)
+    # brain1 has direction diag(1, -1, 1): the segment centre in RAS is the mask's LPS centroid flipped
+    centroid = mask.ijk_to_lps(np.argwhere(mask.array > 0)[:, ::-1]).mean(axis=0)
+    centre_ras = np.array(segmentation.GetSegmentCenterRAS(brain["first"].segmentId))
+    assert np.allclose(centre_ras, centroid * [-1, -1, 1], atol=max(mask.spacing))
+
+
+def test_click_decodes_only_and_undo_restores(brain):
+    assert "click_lps" in brain, "the box result left no voxel to click on"
+    clicked = brain["clicked"]
+    assert "embed_ms" not in clicked.timingsMs and clicked.timingsMs["decode_ms"] > 0
+    assert clicked.volumeMl != brain["first"].volumeMl
+    assert brain["undo_restores"] and brain["points_after_undo"] == 0
+
+
+def test_click_reaches_the_session_in_lps(data):
+    """An include point placed in RAS arrives in the session's prompt as the same LPS point."""
+    scene = slicer.vtkMRMLScene()
+    from RTInjurySAMLib.scenarios import load_brain_case, mask_box_lps
+    from RTSAMCommon.mrml_convert import add_points, set_roi_box
+
+    image_node, label = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    set_roi_box(roi, mask_box_lps(label))
+    logic = RTInjurySAMLogic(scene)
+    logic.prepare(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"), "cerebral edema", "60 Gy", roi)
+    target = label.ijk_to_lps(np.argwhere(label.array > 0)[0][::-1])
+    include, exclude = add_points(scene, [target], "in"), add_points(scene, [target + [2.0, 0, 0]], "out")
+    assert logic.syncClicks(include, exclude) and not logic.syncClicks(include, exclude)
+    prompt = logic.interaction.session.prompt
+    assert [c.positive for c in prompt.clicks] == [True, False]
+    assert np.allclose(prompt.clicks[0].lps, target, atol=1e-3)
+    assert np.allclose(prompt.box_lps, mask_box_lps(label))
+    assert prompt.task.startswith("cerebral edema") and prompt.patient == "60 Gy"
+    include.RemoveNthControlPoint(0)
+    assert logic.syncClicks(include, exclude) and len(logic.interaction.session.prompt.clicks) == 1
+
+
+def test_dose_box_from_real_rtdose(rt_case):
+    out = run_dose_box_scenario(slicer.vtkMRMLScene(), rt_case / "rtdose.dcm", threshold=0.8, margin_mm=5.0)
+    assert out["found"] is out["dose_node"]
+    assert np.allclose(out["roi_box"], out["expected_box"], atol=1e-3)
+    hot = out["hot_lps"]
+    assert len(hot) > 0
+    assert np.all(hot >= out["roi_box"][0] + 5.0 - 1e-3) and np.all(hot <= out["roi_box"][1] - 5.0 + 1e-3)
+
+
+def test_process_without_a_prompt_names_the_problem(data):
+    scene = slicer.vtkMRMLScene()
+    from RTInjurySAMLib.scenarios import load_brain_case
+
+    image_node, _ = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
+    with pytest.raises(InputError, match="box"):
+        RTInjurySAMLogic(scene).process(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
+    with pytest.raises(InputError, match="segmentation"):
+        RTInjurySAMLogic(scene).process(image_node, None)
+
+
+def test_remote_backend_reports_unreachable_server():
+    with pytest.raises(RTSAMError, match="127.0.0.1:9"):
+        RemoteBackend("http://127.0.0.1:9", "k" * 16, timeout_s=2).test_connection()
+    with pytest.raises(InputError, match="server URL"):
+        make_backend("remote", url="")
