@@ -16,6 +16,7 @@ COMMANDS = [
     "evaluate",
     "itv",
     "train",
+    "serve",
     "bench",
     "segment",
     "benchmark",

@@ -1,0 +1,8 @@
+"""Remote inference server (``rtsam serve``): FastAPI app, sessions, auth, wire format.
+
+Importing this package stays light (no FastAPI) so that the client can share ``wire``;
+the app lives in ``rtsam.server.app``.
+"""
+
+API_VERSION = 1
+"""Bumped on any incompatible change of the HTTP API; client and server must agree."""

@@ -1,0 +1,31 @@
+"""Server settings (the ``rtsam serve`` options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    api_keys: list[str] = field(default_factory=list)
+    engine: str | None = None  # registry name; None: the default engine
+    checkpoint: str | None = None
+    device: str = "cpu"
+    max_sessions: int = 32
+    max_per_key: int | None = None  # None: max_sessions
+    max_cached: int | None = None  # sessions keeping embeddings; None: max_sessions
+    idle_timeout: float = 1800.0  # seconds
+    max_upload_mb: float = 256.0  # compressed request body
+    max_image_mb: float = 2048.0  # decompressed image
+    max_concurrent: int = 2  # predictions running at once (the rest queue)
+    max_jobs: int = 2  # background jobs running at once
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 2**20)
