@@ -29,8 +29,9 @@ def box_from_label(label: Volume, margin_mm: float = 5.0) -> np.ndarray:
 
 
 def run_interactive(image: Volume, label: Volume, engine: Engine, clicks: int = 3, margin_mm: float = 5.0,
-                    box_lps=None) -> dict:
-    """Dice after the box and after each simulated click, with timings."""
+                    box_lps=None, keep_masks: bool = False) -> dict:
+    """Dice after the box and after each simulated click, with timings (and each step's mask
+    as ``"mask"`` with ``keep_masks``)."""
     if not image.same_grid(label):
         raise GeometryError("label grid does not match the image grid", label.metadata.get("path"))
     truth = label.array > 0
@@ -39,13 +40,16 @@ def run_interactive(image: Volume, label: Volume, engine: Engine, clicks: int = 
     session.set_box(box_from_label(label, margin_mm) if box_lps is None else box_lps)
     steps = [_step(session, truth_volume, "box", None)]
     for n in range(clicks):
-        found = next_clicks(steps[-1].pop("_mask"), truth, n=1, spacing=image.spacing, mode="center")
+        found = next_clicks(steps[-1]["_mask"], truth, n=1, spacing=image.spacing, mode="center")
         if not found:
             break
         click = found[0].to_click(image)
         session.add_click(click.lps, click.positive)
         steps.append(_step(session, truth_volume, f"click {n + 1}", click))
-    steps[-1].pop("_mask")
+    for step in steps:
+        mask = step.pop("_mask")
+        if keep_masks:
+            step["mask"] = mask
     return {"engine": engine.name, "weights": engine.weights_label, "box_lps": session.prompt.box_lps,
             "steps": steps}
 

@@ -90,3 +90,20 @@ def test_mismatched_checkpoint_names_the_file(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="garbage.pth"):
         load_engine("litemedsam", checkpoint=garbage)
+
+
+def test_a_click_changes_only_its_own_slice_and_undo_restores_it(lung, engine):
+    image, label = (slab(v, 6, 10) for v in lung)
+    context = engine.open(image)
+    box = box_from_label(label, 5.0)
+    first = context.predict(Prompt(box_lps=box))
+    k = int(np.flatnonzero(first.mask.array.any(axis=(1, 2)))[0])
+    j, i = np.argwhere(first.mask.array[k] > 0).mean(axis=0)
+    click = Click(tuple(image.ijk_to_lps([i, j, k])), positive=False)
+    clicked = context.predict(Prompt(box_lps=box, clicks=[click]), previous=first)
+    others = [n for n in range(image.array.shape[0]) if n != k]
+    assert np.array_equal(clicked.probability.array[others], first.probability.array[others])
+    assert not np.array_equal(clicked.mask.array[k], first.mask.array[k])
+    assert clicked.mask.array[k, int(round(j)), int(round(i))] == 0  # the excluded point is out
+    undone = context.predict(Prompt(box_lps=box), previous=clicked)
+    assert np.array_equal(undone.mask.array, first.mask.array)
