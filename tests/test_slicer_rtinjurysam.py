@@ -104,3 +104,15 @@ def test_remote_backend_reports_unreachable_server():
         RemoteBackend("http://127.0.0.1:9", "k" * 16, timeout_s=2).test_connection()
     with pytest.raises(InputError, match="server URL"):
         make_backend("remote", url="")
+
+
+def test_gpu_memory_check_refuses_a_job_that_cannot_fit(monkeypatch):
+    import torch
+
+    from RTSAMCommon.backends import check_gpu_memory
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (1 * 2**30, 80 * 2**30))
+    with pytest.raises(InputError, match="GPU has 1.0 GiB free but this job needs about 2.0 GiB"):
+        check_gpu_memory("cuda", 2.0)
+    check_gpu_memory("cuda", 0.5)
+    check_gpu_memory("cpu", 1e9)  # the CPU is never refused

@@ -23,6 +23,11 @@ def torch_device(preferred: str = "auto") -> tuple[str, str]:
     return "cpu", "no CUDA GPU found: running on the CPU (slower)"
 
 
+# GPU memory an engine needs (weights, one embedding, decoder): sam3d ViT-B peaks near 1.1 GiB
+# of host memory per embedding on CPU (``rtsam bench``); LiteMedSAM is smaller.
+ENGINE_GPU_GIB = 2.0
+
+
 def check_gpu_memory(device: str, needed_gib: float) -> None:
     """Refuse a GPU job that cannot fit, before it starts, with a clear message."""
     if not device.startswith("cuda"):
@@ -49,6 +54,7 @@ class LocalBackend:
 
         key = (name or DEFAULT_ENGINE, self.device)
         if key not in LocalBackend._engines:
+            check_gpu_memory(self.device, ENGINE_GPU_GIB)
             LocalBackend._engines[key] = load_engine(key[0], device=self.device)
         return LocalBackend._engines[key]
 
