@@ -48,6 +48,10 @@ class Prompt:
         if self.box_lps is not None:
             self.box_lps = validate_box(self.box_lps)
 
+    def box_key(self) -> tuple | None:
+        """The box as a hashable key (0.1 µm rounding), for engines that reuse work while it is unchanged."""
+        return None if self.box_lps is None else tuple(np.round(self.box_lps, 4).ravel())
+
     def validate_against(self, image: Volume) -> None:
         """Raise a clear error when the box or a click lies outside the image."""
         if self.box_lps is not None:

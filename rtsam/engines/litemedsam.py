@@ -179,14 +179,10 @@ def exclude_point(box: np.ndarray, x: float, y: float, prior_mask: np.ndarray | 
     return max(candidates, key=lambda c: np.count_nonzero((cols >= c[0]) & (cols <= c[2]) & (rows >= c[1]) & (rows <= c[3])))
 
 
-def _box_key(prompt: Prompt) -> tuple | None:
-    return None if prompt.box_lps is None else tuple(np.round(prompt.box_lps, 4).ravel())
-
-
 def _kept_slices(previous: SegmentationResult | None, prompt: Prompt) -> dict:
     """The previous result's per-slice (logits, box, IoU, clicks) when the user box is unchanged."""
     state = previous.state if previous is not None and isinstance(previous.state, dict) else {}
-    return state.get("slices", {}) if state.get("box_lps") == _box_key(prompt) else {}
+    return state.get("slices", {}) if state.get("box_lps") == prompt.box_key() else {}
 
 
 class LiteMedSAMContext(EngineContext):
@@ -267,7 +263,7 @@ class LiteMedSAMContext(EngineContext):
             engine=self.engine.name,
             weights=self.engine.weights_label,
             timings_ms=timings,
-            state={"box_lps": _box_key(prompt),
+            state={"box_lps": prompt.box_key(),
                    "slices": {k: (logits_out[k], boxes[k], ious[k], plan.points.get(k, [])) for k in boxes}},
         )
 

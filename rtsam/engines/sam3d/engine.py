@@ -119,7 +119,7 @@ class SAM3DContext(EngineContext):
             engine=self.engine.name,
             weights=self.engine.weights_label,
             timings_ms=timings,
-            state={"crop_key": geometry.key, "crop": geometry, "box_lps": _box_tuple(prompt),
+            state={"crop_key": geometry.key, "crop": geometry, "box_lps": prompt.box_key(),
                    "low_res_logits": low_res.detach()},
         )
 
@@ -127,7 +127,7 @@ class SAM3DContext(EngineContext):
         """The crop for ``prompt`` (rules in the module docstring)."""
         clicks = [c.lps for c in prompt.clicks]
         reused = state.get("crop")
-        if isinstance(reused, CropGeometry) and state.get("box_lps") == _box_tuple(prompt) \
+        if isinstance(reused, CropGeometry) and state.get("box_lps") == prompt.box_key() \
                 and all(reused.contains(c) for c in clicks):
             return reused
         config = self.engine.config
@@ -174,10 +174,6 @@ class SAM3DContext(EngineContext):
         text = self.engine.text_embedding(prompt.task, prompt.patient)
         return self.engine.model.decode(embedding, points=points, boxes=boxes, text_embeddings=text,
                                         mask_logits=feedback)
-
-
-def _box_tuple(prompt: Prompt) -> tuple | None:
-    return None if prompt.box_lps is None else tuple(np.round(prompt.box_lps, 4).ravel())
 
 
 def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
