@@ -39,7 +39,8 @@ cerebral radiation necrosis) with a 3D SAM and progressive prompts.
 <li>Click <b>Box from dose</b> (default 0.8 x Dmax) and move the ROI if needed, or place your own ROI.</li>
 <li>Click <b>Apply</b>. Refine with include (Alt+I) and exclude (Alt+E) points: each point re-runs
 only the decoder. Ctrl+Z undoes the last prompt.</li>
-<li>Check the predicted quality (low scores are flagged) and export the segmentation.</li></ol>"""
+<li>Check the predicted quality (low scores are flagged) and export the segmentation
+(.seg.nrrd, DICOM SEG or DICOM RTSTRUCT).</li></ol>"""
         self.parent.acknowledgementText = """
 Methods from "RTInjurySAM: progressive prompting of a 3D SAM for radiotherapy-induced
 normal tissue injury segmentation" and "ITV4DCT: internal target volume delineation on 4DCT
@@ -268,14 +269,29 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = f"{result.volumeMl:.2f} ml, {result.engine} ({result.weights})"
 
     def onExport(self):
-        from RTSAMCommon.segments import export_segmentation_nrrd
+        """Export to .seg.nrrd, DICOM SEG or RTSTRUCT; DICOM references the input volume's series."""
+        from RTSAMCommon.segments import (EXPORT_FILTERS, export_format, export_segmentation_dicom,
+                                          export_segmentation_nrrd, reference_dicom_file)
 
-        segmentation = self._parameterNode.outputSegmentation
-        path = qt.QFileDialog.getSaveFileName(None, "Export segmentation", f"{segmentation.GetName()}.seg.nrrd",
-                                              "Segmentation (*.seg.nrrd)")
-        if path:
-            with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+        node = self._parameterNode
+        segmentation = node.outputSegmentation
+        dialog = qt.QFileDialog(slicer.util.mainWindow(), "Export segmentation")
+        dialog.setAcceptMode(qt.QFileDialog.AcceptSave)
+        dialog.setNameFilters(list(EXPORT_FILTERS))
+        dialog.selectFile(f"{segmentation.GetName()}.seg.nrrd")
+        if not dialog.exec_():
+            return
+        path = dialog.selectedFiles()[0]
+        with slicer.util.tryWithErrorDisplay("Export failed."):
+            fmt = export_format(path, dialog.selectedNameFilter())
+            if fmt == "nrrd":
                 export_segmentation_nrrd(segmentation, path)
+                return
+            reference = reference_dicom_file(node.inputVolume) or qt.QFileDialog.getExistingDirectory(
+                slicer.util.mainWindow(), "DICOM folder of the input image series")
+            if reference:
+                with slicer.util.WaitCursor():
+                    export_segmentation_dicom(segmentation, node.inputVolume, reference, path, fmt)
 
 
 class RTInjurySAMTest(ScriptedLoadableModuleTest):

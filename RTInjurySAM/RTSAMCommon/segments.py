@@ -1,53 +1,29 @@
-"""Task presets, segment naming/colour/terminology, quality flags, dose detection, export."""
+"""Task presets, segment naming/colour/terminology, quality flags, dose detection, export
+(.seg.nrrd, DICOM SEG, DICOM RTSTRUCT)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import slicer
+import vtk
 
 from rtsam.errors import InputError
+from rtsam.presets import TaskPreset, preset_for
 
-from .mrml_convert import set_segment_mask
+from .mrml_convert import segment_mask, set_segment_mask, volume_from_node
 
 LOW_QUALITY = 0.5  # predicted IoU below this is flagged for review
 DOSE_ATTRIBUTE = "DicomRtImport.DoseVolume"  # set by SlicerRT's DICOM-RT importer
 CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMY = "Anatomic codes - DICOM master list"
-ALTERED = "SCT^49755003^Morphologically Altered Structure"
+DICOM_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # set by Slicer's DICOM import on loaded volumes
+EXPORT_FILTERS = {"Segmentation (*.seg.nrrd)": "nrrd", "DICOM SEG (*.dcm)": "seg", "DICOM RTSTRUCT (*.dcm)": "rtstruct"}
 
 
-@dataclass(frozen=True)
-class TaskPreset:
-    key: str
-    text: str  # the prompt sent to the text encoder
-    segment_name: str
-    color: tuple[float, float, float]
-    type_code: str  # "scheme^code^meaning"
-    region_code: str
-
-    @property
-    def terminology(self) -> str:
-        """Slicer's terminology entry string for this finding."""
-        return f"{CONTEXT}~{ALTERED}~{self.type_code}~^^~{ANATOMY}~{self.region_code}~^^"
-
-
-PRESETS = {
-    p.key: p
-    for p in (
-        TaskPreset("osteoradionecrosis", "osteoradionecrosis of the mandible after head and neck radiotherapy",
-                   "Osteoradionecrosis", (0.90, 0.60, 0.10), "SCT^6574001^Necrosis", "SCT^91609006^Mandible"),
-        TaskPreset("cerebral edema", "cerebral edema after brain radiotherapy",
-                   "Cerebral edema", (0.20, 0.60, 1.00), "SCT^79654002^Edema", "SCT^12738006^Brain"),
-        TaskPreset("cerebral radiation necrosis", "cerebral radiation necrosis after brain radiotherapy",
-                   "Cerebral radiation necrosis", (0.85, 0.15, 0.15), "SCT^6574001^Necrosis", "SCT^12738006^Brain"),
-    )
-}
-
-
-def preset_for(task: str | None) -> TaskPreset | None:
-    return PRESETS.get((task or "").strip().lower())
+def preset_terminology(preset: TaskPreset) -> str:
+    """Slicer's terminology entry string for a preset finding."""
+    return f"{CONTEXT}~{preset.category_code}~{preset.type_code}~^^~{ANATOMY}~{preset.region_code}~^^"
 
 
 def task_text(task: str | None) -> str | None:
@@ -65,7 +41,7 @@ def write_result_segment(segmentation_node, mask, task: str | None, summary: dic
     segment_id = set_segment_mask(segmentation_node, mask, name, color, segment_id)
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     if preset:
-        segment.SetTerminology(preset.terminology)
+        segment.SetTerminology(preset_terminology(preset))
     for key in ("engine", "weights", "quality", "volume_ml"):
         if summary.get(key) is not None:
             segment.SetTag(f"RTSAM.{key}", str(summary[key]))
@@ -95,3 +71,68 @@ def export_segmentation_nrrd(segmentation_node, path: str | Path) -> Path:
     if not storage.WriteData(segmentation_node):
         raise InputError(f"could not write segmentation '{segmentation_node.GetName()}'", path)
     return path
+
+
+def export_format(path: str | Path, name_filter: str = "") -> str:
+    """"nrrd" for .seg.nrrd; "seg" or "rtstruct" for .dcm as the chosen file filter says (default SEG)."""
+    name = Path(path).name.lower()
+    if name.endswith(".seg.nrrd"):
+        return "nrrd"
+    if name.endswith(".dcm"):
+        return "rtstruct" if EXPORT_FILTERS.get(name_filter) == "rtstruct" else "seg"
+    raise InputError("export to .seg.nrrd, or .dcm for DICOM SEG or RTSTRUCT", path)
+
+
+def reference_dicom_file(volume_node) -> str | None:
+    """A slice file of the DICOM series the volume was loaded from (Slicer's DICOM database), else None."""
+    uids = (volume_node.GetAttribute(DICOM_UIDS_ATTRIBUTE) or "").split() if volume_node else []
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return None
+    return database.fileForInstance(uids[0]) or None
+
+
+def export_segmentation_dicom(segmentation_node, reference_volume_node, reference_dir: str | Path,
+                              path: str | Path, fmt: str = "seg") -> Path:
+    """Write all segments as one DICOM SEG (``fmt="seg"``) or RTSTRUCT referencing the DICOM series at
+    ``reference_dir`` (its folder or one of its files), which must be the reference volume's series.
+    Names, colours, terminology codes and the engine tags of the segments are kept."""
+    from rtsam.io.dicom_export import read_reference, write_dicom_seg, write_rtstruct
+
+    if fmt not in ("seg", "rtstruct"):
+        raise InputError(f"DICOM export format must be 'seg' or 'rtstruct', got {fmt!r}")
+    segmentation = segmentation_node.GetSegmentation()
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    if not ids:
+        raise InputError(f"segmentation '{segmentation_node.GetName()}' has no segments to export")
+    reference = read_reference(reference_dir)
+    grid = volume_from_node(reference_volume_node)
+    segments = [_export_segment(segmentation_node, segment_id, grid) for segment_id in ids]
+    return (write_dicom_seg if fmt == "seg" else write_rtstruct)(segments, reference, path)
+
+
+def _export_segment(segmentation_node, segment_id: str, grid):
+    from rtsam.io.dicom_export import Algorithm, ExportSegment
+
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    engine, weights = _tag(segment, "RTSAM.engine"), _tag(segment, "RTSAM.weights")
+    return ExportSegment(
+        name=segment.GetName(),
+        mask=segment_mask(segmentation_node, segment_id, grid),
+        color=tuple(segment.GetColor()),
+        algorithm=Algorithm(engine, weights) if engine else None,
+        **terminology_codes(segment.GetTerminology()),
+    )
+
+
+def terminology_codes(entry: str | None) -> dict[str, str]:
+    """category_code, type_code and region_code ("scheme^code^meaning") found in a terminology entry string."""
+    fields = (entry or "").split("~")
+    wanted = {1: "category_code", 2: "type_code", 5: "region_code"}
+    return {key: fields[i] for i, key in wanted.items()
+            if i < len(fields) and len(fields[i].split("^")) == 3 and all(fields[i].split("^"))}
+
+
+def _tag(segment, key: str) -> str:
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(key, value) else ""

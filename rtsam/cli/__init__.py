@@ -13,6 +13,7 @@ from ..errors import RTSAMError
 COMMANDS = [
     "dose_box",
     "dvh",
+    "export_dicom",
     "evaluate",
     "itv",
     "train",

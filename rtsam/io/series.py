@@ -67,7 +67,7 @@ def _read_sorted(folder: Path, info: SeriesInfo) -> Volume:
     positions = np.array([_position(h, f) for h, f in zip(headers, info.files)])
     along = positions @ direction[:, 2]
     order = np.argsort(along, kind="stable")
-    _check_spacing(np.diff(along[order]), folder)
+    _check_spacing(np.diff(along[order]), folder, info)
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([info.files[i] for i in order])
@@ -84,6 +84,7 @@ def _read_sorted(folder: Path, info: SeriesInfo) -> Volume:
             "modality": info.modality,
             "series_uid": info.uid,
             "series_description": info.description,
+            "files": [info.files[i] for i in order],  # slice files in k order
         },
     )
 
@@ -95,12 +96,30 @@ def _position(header, path: str) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-def _check_spacing(steps: np.ndarray, folder: Path) -> None:
+def _check_spacing(steps: np.ndarray, folder: Path, info: SeriesInfo) -> None:
     if steps.size == 0:
         return
     if steps.min() < 1e-3:
         raise InputError("two slices of the series share one position (duplicate slices?)", folder)
     if steps.max() - steps.min() > max(1e-2, 0.01 * steps.mean()):
+        dropped = _dropped_files(folder, info)
+        if dropped:
+            more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+            raise InputError(f"cannot read this slice of series {info.uid} (truncated or corrupt file?){more}", dropped[0])
         raise InputError(
             f"slices are not evenly spaced (gaps {steps.min():.3g} to {steps.max():.3g} mm): missing slices?", folder
         )
+
+
+def _dropped_files(folder: Path, info: SeriesInfo) -> list[Path]:
+    """DICOM files of the series (or without a series UID: cut short) that GDCM left out, as it
+    skips files it cannot parse."""
+    listed = {Path(f).resolve() for f in info.files}
+    dropped = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.resolve() not in listed):
+        with open(path, "rb") as handle:
+            if handle.read(132)[128:132] != b"DICM":
+                continue
+        if str(read_dataset(path, header_only=True).get("SeriesInstanceUID", "")) in ("", info.uid):
+            dropped.append(path)
+    return dropped
