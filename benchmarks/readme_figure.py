@@ -1,7 +1,7 @@
-"""The README picture: LiteMedSAM on the real brain1 MR, box from the label (5 mm margin) and
+"""The README picture: LiteMedSAM on the real brain2 MR, box from the label (5 mm margin) and
 one simulated click, on the clicked slice.
 
-    .venv/bin/python benchmarks/readme_figure.py Resources/Screenshots/rtinjurysam_brain1.png
+    .venv/bin/python benchmarks/readme_figure.py Resources/Screenshots/rtinjurysam_brain2.png
 """
 
 import sys
@@ -19,8 +19,8 @@ from rtsam.io import read_image  # noqa: E402
 
 
 def main(out: str) -> None:
-    image = read_image(example("pyradiomics/brain1_image.nrrd"))
-    label = read_image(example("pyradiomics/brain1_label.nrrd"))
+    image = read_image(example("pyradiomics/brain2_image.nrrd"))
+    label = read_image(example("pyradiomics/brain2_label.nrrd"))
     report = run_interactive(image, label, load_engine("litemedsam"), clicks=1, keep_masks=True)
     truth = label.array > 0
     k = round(image.lps_to_ijk(report["steps"][1]["click_lps"])[2])  # the clicked slice
@@ -41,7 +41,7 @@ def main(out: str) -> None:
         where = "" if step["click_lps"] is None else f", on slice {round(image.lps_to_ijk(step['click_lps'])[2])}"
         ax.set_title(f"{step['step']}{where}: 3D Dice {step['dice']:.2f}")
         ax.axis("off")
-    fig.suptitle(f"brain1 MR slice {k}, LiteMedSAM\nbox (orange), click (red: exclude); result yellow, truth cyan")
+    fig.suptitle(f"brain2 MR slice {k}, LiteMedSAM\nbox (orange), click (green: include, red: exclude); result yellow, truth cyan")
     fig.tight_layout()
     fig.savefig(out, dpi=80)
 

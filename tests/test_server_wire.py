@@ -30,9 +30,10 @@ def test_volume_round_trip_keeps_values_dtype_and_oblique_geometry(rng):
 
 
 def test_prompt_dict_round_trip():
-    prompt = Prompt(task="edema", box_lps=[[0, 0, 0], [5, 6, 7]], clicks=[Click((1, 2, 3), False)])
+    prompt = Prompt(task="edema", box_lps=[[0, 0, 0], [5, 6, 7]], clicks=[Click((1, 2, 3), False)], box_fitted=True)
     back = wire.prompt_from_dict(wire.prompt_to_dict(prompt))
-    assert back.task == "edema" and back.clicks == prompt.clicks
+    assert back.task == "edema" and back.clicks == prompt.clicks and back.box_fitted
+    assert not wire.prompt_from_dict(wire.prompt_to_dict(Prompt(box_lps=prompt.box_lps))).box_fitted
     assert np.array_equal(back.box_lps, prompt.box_lps)
 
 

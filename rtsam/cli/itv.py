@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..itv.propagate import MARGIN_MM
 from .common import print_json, print_table, progress_bar
 
 
@@ -29,8 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=int, default=3, help="temporal window in phases (odd, default 3)")
     p.add_argument("--temporal", choices=("majority", "median"), default="majority", help="temporal vote")
     p.add_argument("--voxelwise", action="store_true", help="replace masks by the voxel-wise vote (shrinks motion extremes)")
-    p.add_argument("--margin-mm", type=float, nargs="+", default=[8.0, 8.0, 5.0], metavar="MM",
-                   help="box margin when propagating between phases: one value or x y z (LPS, default 8 8 5)")
+    p.add_argument("--margin-mm", type=float, nargs="+", default=list(MARGIN_MM), metavar="MM",
+                   help="box margin when propagating between phases: one value or x y z (LPS mm, default "
+                        f"{' '.join(f'{v:g}' for v in MARGIN_MM)})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_itv_command)
 

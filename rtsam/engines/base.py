@@ -43,6 +43,7 @@ class Prompt:
     patient: str | None = None
     box_lps: np.ndarray | None = None  # [[x0, y0, z0], [x1, y1, z1]] LPS mm, min then max corner
     clicks: list[Click] = field(default_factory=list)
+    box_fitted: bool = False  # the box hugs a known segmentation (plus a small margin): do not shrink it
 
     def __post_init__(self):
         if self.box_lps is not None:

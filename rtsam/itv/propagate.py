@@ -60,7 +60,7 @@ def prompt_from_mask(mask: Volume, margin_mm=MARGIN_MM, task: str | None = None)
     box = box_from_mask(mask, margin_mm)
     if box is None:
         raise InputError("mask is empty: cannot derive a prompt from it", mask.metadata.get("path"))
-    return Prompt(task=task, box_lps=box, clicks=[interior_click(mask)])
+    return Prompt(task=task, box_lps=box, clicks=[interior_click(mask)], box_fitted=True)
 
 
 def initial_prompt(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | None = None,
@@ -120,6 +120,7 @@ def _neighbour_prompt(result: Propagation, source: int, margin_mm) -> Prompt:
         return own
     carried = result.prompts[result.reference].box_lps + (moved - start)
     own.box_lps = np.array([np.minimum(own.box_lps[0], carried[0]), np.maximum(own.box_lps[1], carried[1])])
+    own.box_fitted = result.prompts[result.reference].box_fitted  # a user's loose box stays loose
     return own
 
 

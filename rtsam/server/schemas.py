@@ -27,6 +27,7 @@ class PromptIn(Strict):
     patient: Text | None = None
     box_lps: Annotated[list[Point], Field(min_length=2, max_length=2)] | None = Field(
         None, description="[[x0, y0, z0], [x1, y1, z1]] LPS mm")
+    box_fitted: bool = Field(False, description="the box hugs a known segmentation: engines do not shrink it")
     clicks: Annotated[list[ClickIn], Field(max_length=1000)] = []
 
     def to_prompt(self) -> Prompt:
