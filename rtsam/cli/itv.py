@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..itv.propagate import MARGIN_MM
 from .common import print_json, print_table, progress_bar
 
 
@@ -30,9 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=int, default=3, help="temporal window in phases (odd, default 3)")
     p.add_argument("--temporal", choices=("majority", "median"), default="majority", help="temporal vote")
     p.add_argument("--voxelwise", action="store_true", help="replace masks by the voxel-wise vote (shrinks motion extremes)")
-    p.add_argument("--margin-mm", type=float, nargs="+", default=list(MARGIN_MM), metavar="MM",
-                   help="box margin when propagating between phases: one value or x y z (LPS mm, default "
-                        f"{' '.join(f'{v:g}' for v in MARGIN_MM)})")
+    p.add_argument("--margin-mm", type=float, nargs="+", metavar="MM",
+                   help="box margin when propagating between phases: one value or x y z (LPS mm; default: "
+                        "the pipeline's MARGIN_MM, rtsam.itv.propagate)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_itv_command)
 
@@ -64,17 +63,19 @@ def run_itv_command(args) -> int:
     from ..io import read_image, write_image
     from ..itv.phases import load_phases
     from ..itv.pipeline import run_itv
+    from ..itv.propagate import MARGIN_MM
 
     phases = load_phases(args.phases or None, args.seq, args.dicom, args.reference_phase)
     init_mask = read_image(args.init_mask) if args.init_mask else None
     clicks = [Click(tuple(float(v) for v in c[:3]), _polarity(c[3])) for c in args.click]
     prompt = Prompt(task=args.task, box_lps=args.box, clicks=clicks)
-    if len(args.margin_mm) not in (1, 3):
-        raise InputError(f"--margin-mm takes one value or three (x y z), got {len(args.margin_mm)}")
+    margin = args.margin_mm or list(MARGIN_MM)
+    if len(margin) not in (1, 3):
+        raise InputError(f"--margin-mm takes one value or three (x y z), got {len(margin)}")
     bar, callback = progress_bar(desc="itv")
     try:
         result = run_itv(phases, prompt, init_mask, args.engine, args.window, args.temporal, args.voxelwise,
-                         tuple(args.margin_mm) * (3 // len(args.margin_mm)), args.device, args.checkpoint, progress=callback)
+                         tuple(margin) * (3 // len(margin)), args.device, args.checkpoint, progress=callback)
     finally:
         bar.close()
     write_image(result.itv, args.out)

@@ -8,8 +8,6 @@ reader filling them with the even-odd rule at voxel centres gets the mask back e
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from ..presets import preset_for
 from ..volume import Volume
 from .contours import mask_contours
 from .dicom import read_dataset, require
+from .files import write_atomically
 from .images import read_image
 
 GENERIC_CATEGORY = "SCT^49755003^Morphologically abnormal structure"
@@ -200,19 +199,7 @@ def _grid_mismatch(mask: Volume, grid: Volume) -> str | None:
 
 
 def _save(dataset, path: str | Path) -> Path:
-    """Write atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError("output folder does not exist", path.parent)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".dcm", dir=path.parent)
-    os.close(handle)
-    try:
-        dataset.save_as(temp, enforce_file_format=True)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda temp: dataset.save_as(temp, enforce_file_format=True), ".dcm")
 
 
 def _with_patient_study(header):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..volume import Volume
 from .dicom import NON_IMAGE_MODALITIES, read_dataset
+from .files import write_atomically
 from .series import read_series
 
 WRITE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")  # single-file formats: renamed atomically
@@ -66,18 +65,11 @@ def write_image(volume: Volume, path: str | Path) -> Path:
     suffix = _suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(f"cannot write {suffix or '(no extension)'}; use .nrrd, .nii, .nii.gz or .mha", path)
-    if not path.parent.is_dir():
-        raise InputError("output folder does not exist", path.parent)
     array = volume.array.astype(np.uint8) if volume.array.dtype == bool else volume.array
     image = volume.with_array(array).to_sitk()
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
     try:
-        sitk.WriteImage(image, temp, useCompression=True)
-        os.replace(temp, path)
-    except BaseException as error:
-        Path(temp).unlink(missing_ok=True)
-        if not isinstance(error, Exception):
-            raise
+        return write_atomically(path, lambda temp: sitk.WriteImage(image, temp, useCompression=True), suffix)
+    except InputError:
+        raise
+    except Exception as error:
         raise InputError(f"cannot write image ({str(error).strip().splitlines()[-1]})", path) from None
-    return path

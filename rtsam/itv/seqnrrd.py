@@ -7,14 +7,13 @@ write it first with ``axis 0 index values`` holding the phase values, as Slicer 
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.files import write_atomically
 from ..volume import Volume
 
 NRRD_TYPES = {
@@ -82,13 +81,7 @@ def write_seq_nrrd(volumes: list[Volume], path: str | Path, values: list[float] 
         "DataNodeClassName:=vtkMRMLScalarVolumeNode",
     ]
     payload = ("\n".join(lines) + "\n\n").encode() + gzip.compress(np.ascontiguousarray(array).tobytes(), 1)
-    if not path.parent.is_dir():
-        raise InputError("output folder does not exist", path.parent)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "wb") as f:
-        f.write(payload)
-    os.replace(temp, path)
-    return path
+    return write_atomically(path, lambda temp: Path(temp).write_bytes(payload))
 
 
 def _split_header(raw: bytes, path: Path) -> tuple[str, bytes]:
