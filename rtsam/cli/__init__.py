@@ -17,6 +17,7 @@ COMMANDS = [
     "evaluate",
     "itv",
     "train",
+    "train_itv",
     "serve",
     "bench",
     "segment",

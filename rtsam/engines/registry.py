@@ -61,8 +61,9 @@ def load_engine(name: str | None = None, checkpoint: str | Path | None = None, d
     if entry is None:
         raise InputError(f"unknown engine '{name}'; available: {', '.join(engine_names())}")
     weights = resolve_weights(str(checkpoint)) if checkpoint else resolve_weights(entry.get("weights"))
-    if weights is not None and not weights.is_file():
-        raise InputError("weights file not found", weights)
+    folder = bool(entry.get("weights_folder"))  # a from_pretrained folder rather than one file
+    if weights is not None and not (weights.is_dir() if folder else weights.is_file()):
+        raise InputError(f"weights {'folder' if folder else 'file'} not found", weights)
     module_name, _, class_name = entry["class"].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(weights=weights, device=device, config=entry.get("config"), **options)

@@ -1,0 +1,168 @@
+"""``sam3``: SAM 3 (transformers' ``Sam3Model``), prompted by text, run on axial slices.
+
+The weights come from ``--checkpoint``: a local SAM 3 folder or a LoRA adapter folder from
+``rtsam train-itv`` (see ``sam3_model``); nothing is downloaded. ``Prompt.task`` is the text
+("tumour", "lung", "heart"). A 3D box restricts the slices (its k-range) and the in-plane area
+(the mask is cleared outside it), and on each slice it is also SAM 3's box prompt (a positive
+exemplar), unless ``box_prompt=False``. Without a box every slice is segmented.
+
+Per slice (array axis 0): the modality's intensity window (as for litemedsam), SAM 3's own
+input size and normalisation; of the queries whose score (query x presence probability)
+exceeds ``score_threshold``, at most ``max_instances`` best ones (all by default) are kept and
+their masks joined (pixel-wise maximum), resized back to the slice grid. Clicks are not
+supported: SAM 3's image model has no point prompt.
+
+Image features are cached per slice (LRU, ``cache_slices``) and text features per task, so a
+new task or box re-runs only the DETR and mask decoders.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..volume import Volume
+from .base import Engine, EngineContext, Prompt, SegmentationResult, check_cancel, timed
+from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window
+from .sam3_model import box_input, image_features, kept_logits, load_sam3, pixel_values, probability, text_inputs
+
+
+class SAM3Engine(Engine):
+    name = "sam3"
+
+    def __init__(self, weights: Path | None = None, device: str = "cpu", config=None, base: str | Path | None = None,
+                 modality: str | None = None, score_threshold: float = 0.5, max_instances: int | None = None,
+                 box_prompt: bool = True, cache_slices: int = 8):
+        if weights is None:
+            raise InputError("the sam3 engine needs --checkpoint: a local SAM 3 folder (e.g. facebook/sam3, "
+                             "downloaded elsewhere) or a LoRA adapter folder from rtsam train-itv")
+        loaded = load_sam3(weights, device, base)
+        super().__init__(loaded.label, device)
+        self.model, self.processor = loaded.model, loaded.processor
+        self.modality = modality
+        self.score_threshold = float(score_threshold)
+        self.max_instances = max_instances
+        self.box_prompt = bool(box_prompt)
+        self.cache_slices = int(cache_slices)
+        self._texts: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+
+    def open(self, image: Volume) -> "SAM3Context":
+        return SAM3Context(self, image)
+
+    def text_features(self, task: str, timings: dict[str, float]) -> tuple:
+        """(text features, attention mask) of ``task``, computed once per engine."""
+        with self._lock:
+            if task in self._texts:
+                return self._texts[task]
+        with timed(timings, "text_ms"), torch.inference_mode():
+            tokens = text_inputs(self.processor, task, self.device)
+            features = self.model.get_text_features(**tokens)
+        with self._lock:
+            self._texts[task] = (features, tokens["attention_mask"])
+        return self._texts[task]
+
+
+def slice_range(image: Volume, box_lps: np.ndarray | None) -> tuple[int, int, np.ndarray | None]:
+    """First and last slice (inclusive) and the in-plane pixel box (x0, y0, x1, y1) of a LPS box."""
+    n_k, n_j, n_i = image.array.shape
+    if box_lps is None:
+        return 0, n_k - 1, None
+    lo, hi = box_voxel_extent(image, box_lps)
+    lo = np.maximum(lo, [-0.5, -0.5, 0])
+    hi = np.minimum(hi, [n_i - 0.5, n_j - 0.5, n_k - 1])
+    k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
+    if k1 < k0:  # box thinner than a slice: the nearest slice
+        k0 = k1 = int(np.clip(round((lo[2] + hi[2]) / 2), 0, n_k - 1))
+    return k0, k1, np.array([lo[0], lo[1], hi[0], hi[1]])
+
+
+def inside_box(probability2d: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``probability2d`` with 0 outside the pixel box (x0, y0, x1, y1, pixel centres)."""
+    out = np.zeros_like(probability2d)
+    i0, j0, i1, j1 = math.ceil(box[0]), math.ceil(box[1]), math.floor(box[2]), math.floor(box[3])
+    out[j0:j1 + 1, i0:i1 + 1] = probability2d[j0:j1 + 1, i0:i1 + 1]
+    return out
+
+
+class SAM3Context(EngineContext):
+    """SAM 3 bound to one image: its intensity window and the per-slice image-feature cache."""
+
+    def __init__(self, engine: SAM3Engine, image: Volume):
+        super().__init__(engine, image)
+        self.window = intensity_window(image, (engine.modality or detect_modality(image)).upper())
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.engine.model
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def cached_slices(self) -> list[int]:
+        return list(self._cache)
+
+    def vision_features(self, k: int, timings: dict[str, float]):
+        """SAM 3's image features of slice ``k``, computed once (LRU cache)."""
+        with self._lock:
+            if k in self._cache:
+                self._cache.move_to_end(k)
+                return self._cache[k]
+        with timed(timings, "embed_ms"), torch.inference_mode():
+            x = pixel_values(self.image.array[k:k + 1], self.window, self.engine.processor).to(self.engine.device)
+            features = image_features(self.model, x)
+        with self._lock:
+            self._cache[k] = features
+            while len(self._cache) > max(1, self.engine.cache_slices):
+                self._cache.popitem(last=False)
+        return features
+
+    def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
+                progress=None, cancel=None) -> SegmentationResult:
+        task = (prompt.task or "").strip()
+        if not task:
+            raise InputError("the sam3 engine is prompted by text: give a task (e.g. --task tumour)")
+        if prompt.clicks:
+            raise InputError("the sam3 engine takes a task text and a box, not clicks (SAM 3 has no point prompt)")
+        prompt.validate_against(self.image)
+        k0, k1, box = slice_range(self.image, prompt.box_lps)
+        timings: dict[str, float] = {}
+        text, text_mask = self.engine.text_features(task, timings)
+        shape = tuple(self.image.array.shape[1:])
+        boxes = {}
+        if box is not None and self.engine.box_prompt:
+            boxes = {"input_boxes": box_input(box, shape).to(self.engine.device),
+                     "input_boxes_labels": torch.ones((1, 1), dtype=torch.long, device=self.engine.device)}
+        result = np.zeros(self.image.array.shape, dtype=np.float32)
+        scores = []
+        for n, k in enumerate(range(k0, k1 + 1)):
+            check_cancel(cancel)
+            vision = self.vision_features(k, timings)
+            with timed(timings, "decode_ms"), torch.inference_mode():
+                outputs = self.model(vision_embeds=vision, text_embeds=text, attention_mask=text_mask, **boxes)
+                logits, best = kept_logits(outputs, self.engine.score_threshold, self.engine.max_instances)
+            result[k] = probability(logits, shape)[0]
+            if box is not None:
+                result[k] = inside_box(result[k], box)
+            if float(best[0]) > self.engine.score_threshold:
+                scores.append(float(best[0]))
+            if progress is not None:
+                progress((n + 1) / (k1 - k0 + 1), f"slice {k}")
+        return SegmentationResult(
+            probability=self.image.with_array(result),
+            mask=self.image.with_array((result > 0.5).astype(np.uint8)),
+            quality=float(np.mean(scores)) if scores else 0.0,
+            engine=self.engine.name,
+            weights=self.engine.weights_label,
+            timings_ms=timings,
+        )
