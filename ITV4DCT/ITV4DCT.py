@@ -52,6 +52,7 @@ class ITV4DCTParameterNode:
     initSegmentName: str = ""
     roi: vtkMRMLMarkupsROINode
     task: str = ""
+    propagation: Annotated[str, Choice(["rigid", "deformable", "engine"])] = "rigid"
     backend: Annotated[str, Choice(["local", "remote"])] = "local"
     engine: str = "litemedsam"
     serverUrl: str = "http://localhost:8000"
@@ -168,8 +169,9 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             request = self.logic.prepare(node.inputSequence, node.outputSegmentation, node.referencePhase,
                                          self._initSegmentId(), node.roi if node.promptKind == "ROI box" else None,
                                          node.task)
-            engine = node.engine
-            self._job = BackgroundJob(lambda progress, cancel: self.logic.compute(request, engine, progress, cancel),
+            engine, propagation = node.engine, node.propagation
+            self._job = BackgroundJob(lambda progress, cancel: self.logic.compute(request, engine, progress, cancel,
+                                                                                  propagation),
                                       lambda result, error: self._onJobDone(request, result, error), self._onProgress)
             self.ui.cancelButton.enabled = True
             self._updateGui()

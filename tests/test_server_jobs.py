@@ -40,7 +40,8 @@ def test_remote_itv_job_equals_in_process_itv(phases):
 def test_running_and_queued_jobs_cancel_and_belong_to_their_key(phases):
     phases, init_mask = phases
     volumes = {f"phase_{n}": v for n, v in enumerate(phases.volumes)} | {"init_mask": init_mask}
-    body = wire.encode_volumes(volumes, {"values": phases.values})
+    slow = {"propagation": "engine"}  # the engine on every phase: long enough to catch running
+    body = wire.encode_volumes(volumes, {"values": phases.values, "options": slow})
     with live_server(api_keys=[KEY, OTHER_KEY], max_jobs=1) as (url, _):
         mine, theirs = RemoteEngine(url, api_key=KEY).transport, RemoteEngine(url, api_key=OTHER_KEY).transport
         submit = lambda: mine.request("POST", "/v1/jobs/itv", content=body, headers=FRAME)

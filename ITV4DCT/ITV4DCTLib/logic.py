@@ -70,10 +70,10 @@ class ITV4DCTLogic:
         prepare_scene(self.scene)
 
     def process(self, source, segmentationNode, referencePhase=0, initSegmentId=None, roiNode=None, task=None,
-                engine=None, progress=None, cancel=None) -> ITV4DCTOutputs:
+                engine=None, progress=None, cancel=None, propagation="rigid") -> ITV4DCTOutputs:
         """Segment every phase from the prompt on the reference phase; store ITV, phases, table, plot."""
         request = self.prepare(source, segmentationNode, referencePhase, initSegmentId, roiNode, task)
-        return self.apply(request, self.compute(request, engine, progress, cancel))
+        return self.apply(request, self.compute(request, engine, progress, cancel, propagation))
 
     def prepare(self, source, segmentationNode, referencePhase=0, initSegmentId=None, roiNode=None, task=None):
         from rtsam.itv.phases import make_phases
@@ -96,11 +96,13 @@ class ITV4DCTLogic:
         sequence = None if isinstance(source, (list, tuple)) else source
         return ITVRequest(phases, prompt, init_mask, sequence, segmentationNode, reference)
 
-    def compute(self, request: ITVRequest, engine=None, progress=None, cancel=None):
-        """Run the ITV pipeline (touches no MRML)."""
+    def compute(self, request: ITVRequest, engine=None, progress=None, cancel=None, propagation="rigid"):
+        """Run the ITV pipeline (touches no MRML); the engine is loaded only when it has work."""
         from rtsam.itv.pipeline import run_itv
 
-        return run_itv(request.phases, request.prompt, request.initMask, self.backend.engine(engine),
+        needed = propagation == "engine" or request.initMask is None
+        return run_itv(request.phases, request.prompt, request.initMask,
+                       self.backend.engine(engine) if needed else None, propagation=propagation,
                        progress=progress, cancel=cancel)
 
     def apply(self, request: ITVRequest, result) -> ITV4DCTOutputs:

@@ -26,7 +26,7 @@ def make_phase_sequence(scene, phases, name: str = "4DCT"):
 
 
 def run_itv_scenario(scene, image_path, label_path, phases: int = 3, engine: str = "litemedsam",
-                     logic=None) -> dict:
+                     logic=None, propagation: str = "rigid") -> dict:
     """Warp the brain1 crop through ``phases`` breathing phases; ITV from the reference label."""
     from rtsam.io import read_image
     from rtsam.itv.generator import make_4dct
@@ -38,7 +38,8 @@ def run_itv_scenario(scene, image_path, label_path, phases: int = 3, engine: str
     reference = 0
     init_id = set_segment_mask(segmentation, generated.phase_masks[reference], "Initial", (0.5, 0.5, 1.0))
     logic = logic or ITV4DCTLogic(scene)
-    outputs = logic.process(sequence, segmentation, referencePhase=reference, initSegmentId=init_id, engine=engine)
+    outputs = logic.process(sequence, segmentation, referencePhase=reference, initSegmentId=init_id, engine=engine,
+                            propagation=propagation)
     itv = segment_mask(segmentation, outputs.itvSegmentId, generated.truth_itv)
     phase_masks = [segment_mask(outputs.phaseSequence.GetNthDataNode(n),
                                 outputs.phaseSequence.GetNthDataNode(n).GetSegmentation().GetNthSegmentID(0),

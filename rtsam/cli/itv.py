@@ -8,6 +8,9 @@ from pathlib import Path
 from ..errors import InputError
 from .common import print_json, print_table, progress_bar
 
+# rtsam.itv.pipeline.PROPAGATIONS, spelled out: importing rtsam.itv loads scipy on every rtsam start
+PROPAGATIONS = ("rigid", "deformable", "engine")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("itv", help="ITV from a 4DCT: per-phase segmentation, temporal filtering, union")
@@ -21,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--click", nargs=4, action="append", default=[], metavar=("X", "Y", "Z", "pos|neg"),
                    help="click in LPS mm (repeatable)")
     p.add_argument("--task", metavar="TEXT", help="task text for text-prompted engines")
+    p.add_argument("--propagation", choices=PROPAGATIONS, default="rigid",
+                   help="rigid (default) / deformable: register the reference phase onto each phase and carry its "
+                        "mask (the init mask, else the engine's result); engine: segment every phase with the engine")
     p.add_argument("--engine", default=None, help="segmentation engine (default litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
     p.add_argument("--device", default="cpu")
@@ -30,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--temporal", choices=("majority", "median"), default="majority", help="temporal vote")
     p.add_argument("--voxelwise", action="store_true", help="replace masks by the voxel-wise vote (shrinks motion extremes)")
     p.add_argument("--margin-mm", type=float, nargs="+", metavar="MM",
-                   help="box margin when propagating between phases: one value or x y z (LPS mm; default: "
+                   help="box margin when propagating engine prompts between phases: one value or x y z (LPS mm; default: "
                         "the pipeline's MARGIN_MM, rtsam.itv.propagate)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_itv_command)
@@ -51,6 +57,11 @@ def register(subparsers) -> None:
     b = subparsers.add_parser("itv-bench", help="ITV speed and Dice on synthetic 4DCTs of the example scans")
     b.add_argument("--cases", nargs="+", default=["lung2", "brain1"], choices=("lung2", "brain1", "brain2"))
     b.add_argument("--phases", type=int, default=10)
+    b.add_argument("--prompt", choices=("mask", "box"), default="mask",
+                   help="start from the reference phase's true mask, or from a box 5 mm around it (engine)")
+    b.add_argument("--propagation", choices=PROPAGATIONS, default="rigid")
+    b.add_argument("--reference-phase", type=int, default=0, metavar="K",
+                   help="phase whose true mask starts the run (0: end-inhale; phases/2: end-exhale, the scan itself)")
     b.add_argument("--engine", default=None)
     b.add_argument("--device", default="cpu")
     b.add_argument("--crop-mm", type=float, default=None, help="crop the scans to the lesion box plus this margin")
@@ -75,7 +86,8 @@ def run_itv_command(args) -> int:
     bar, callback = progress_bar(desc="itv")
     try:
         result = run_itv(phases, prompt, init_mask, args.engine, args.window, args.temporal, args.voxelwise,
-                         tuple(margin) * (3 // len(margin)), args.device, args.checkpoint, progress=callback)
+                         tuple(margin) * (3 // len(margin)), args.device, args.checkpoint, args.propagation,
+                         progress=callback)
     finally:
         bar.close()
     write_image(result.itv, args.out)
@@ -120,11 +132,12 @@ def run_generate_command(args) -> int:
 def run_bench_command(args) -> int:
     from ..itv.bench import benchmark_case
 
-    rows = [benchmark_case(case, args.phases, args.engine, args.crop_mm, args.device) for case in args.cases]
+    rows = [benchmark_case(case, args.phases, args.engine, args.crop_mm, args.device, args.propagation,
+                           args.reference_phase, args.prompt) for case in args.cases]
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["case", "shape_kji", "phases", "generation_s", "itv_s", "itv_dice",
+        print_table(rows, ["case", "shape_kji", "phases", "prompt", "propagation", "reference_phase", "generation_s", "itv_s", "itv_dice",
                            "mip_itv_dice_vs_truth", "phase_dice_mean", "phase_dice_min"])
     return 0
 
@@ -144,7 +157,7 @@ def _write_phase_masks(masks, labels, folder: Path, write_image) -> None:
 
 def _print_report(report: dict, out: str) -> None:
     print(f"ITV {report['itv_volume_ml']} ml from {report['phases']} phases (reference {report['reference_phase']}, "
-          f"engine {report['engine']}) -> {out}")
+          f"propagation {report['propagation']}, engine {report['engine'] or 'none (init mask)'}) -> {out}")
     print_table([{**r, "offset_mm": r["offset_mm"]} for r in report["per_phase"]],
                 ["label", "volume_ml", "raw_volume_ml", "offset_mm", "prompted_from", "seconds"])
     motion = report["motion_mm"]

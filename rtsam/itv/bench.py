@@ -7,14 +7,17 @@ import time
 import numpy as np
 
 from ..data import example
-from ..engines.base import Engine
+from ..engines.base import Engine, Prompt
+from ..errors import InputError
 from ..metrics import dice
 from ..volume import Volume
 from .generator import make_4dct
 from .phases import make_phases
 from .pipeline import run_itv
+from .propagate import box_from_mask
 
 CASES = ("lung2", "brain1")
+PROMPTS = ("mask", "box")
 
 
 def load_case(case: str, crop_mm: float | None = None) -> tuple[Volume, Volume]:
@@ -37,18 +40,26 @@ def load_case(case: str, crop_mm: float | None = None) -> tuple[Volume, Volume]:
 
 
 def benchmark_case(case: str, phases: int = 10, engine: Engine | str | None = None, crop_mm: float | None = None,
-                   device: str = "cpu", **generator_options) -> dict:
-    """Generate a 4DCT of ``case``, run the ITV pipeline from the reference-phase mask, score vs truth."""
+                   device: str = "cpu", propagation: str = "rigid", reference: int = 0, prompt: str = "mask",
+                   **generator_options) -> dict:
+    """Generate a 4DCT of ``case``, run the ITV pipeline from the reference phase's true mask (or,
+    for ``prompt="box"``, a box 5 mm around it), score vs truth. Phase 0 is end-inhale (fully
+    displaced); the scan itself sits at end-exhale (phases / 2)."""
     image, mask = load_case(case, crop_mm)
     start = time.perf_counter()
     generated = make_4dct(image, mask, phases=phases, **generator_options)
     generation_s = time.perf_counter() - start
     values = [v.metadata["phase_percent"] for v in generated.phases]
-    phase_set = make_phases(generated.phases, values, f"generated {case}")
-    result = run_itv(phase_set, init_mask=generated.phase_masks[0], engine=engine, device=device)
+    phase_set = make_phases(generated.phases, values, f"generated {case}", reference)
+    if prompt not in PROMPTS:
+        raise InputError(f"benchmark prompt must be one of {PROMPTS}, got {prompt!r}")
+    start_mask = generated.phase_masks[phase_set.reference]
+    init_mask, box = (start_mask, None) if prompt == "mask" else (None, Prompt(box_lps=box_from_mask(start_mask, 5.0)))
+    result = run_itv(phase_set, box, init_mask, engine=engine, device=device, propagation=propagation)
     per_phase = [dice(m, t) for m, t in zip(result.phase_masks, generated.phase_masks)]
     return {
-        "case": case, "shape_kji": list(image.array.shape), "phases": phases,
+        "case": case, "shape_kji": list(image.array.shape), "phases": phases, "prompt": prompt, "propagation": propagation,
+        "reference_phase": result.report["reference_phase"],
         "generation_s": round(generation_s, 2), "itv_s": result.report["timings_s"]["total_s"],
         "itv_dice": round(dice(result.itv, generated.truth_itv), 4),
         "mip_itv_dice_vs_truth": round(dice(result.mip_itv, generated.truth_itv), 4),

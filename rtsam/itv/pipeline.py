@@ -15,7 +15,10 @@ from ..volume import Volume
 from .filters import filter_phases
 from .phases import Phases
 from .propagate import MARGIN_MM, Propagation, initial_prompt, segment_phases
+from .register import register_phases
 from .report import mip_comparison, motion_amplitude, phase_table
+
+PROPAGATIONS = ("rigid", "deformable", "engine")
 
 
 @dataclass
@@ -29,12 +32,19 @@ class ITVResult:
 
 def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | None = None,
             engine: Engine | str | None = None, window: int = 3, method: str = "majority", voxelwise: bool = False,
-            margin_mm=MARGIN_MM, device: str = "cpu", checkpoint: str | None = None,
+            margin_mm=MARGIN_MM, device: str = "cpu", checkpoint: str | None = None, propagation: str = "rigid",
             progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> ITVResult:
-    """Segment every phase from the initial prompt (or init mask), filter, and union into the ITV."""
+    """Segment every phase from the initial prompt (or init mask), filter, and union into the ITV.
+
+    ``propagation``: "rigid" or "deformable" carry the reference result (the init mask, else the
+    engine's segmentation of the reference phase) to the other phases by registration
+    (``rtsam.itv.register``); "engine" segments every phase with the engine, each prompted from
+    its neighbour's result (``rtsam.itv.propagate``)."""
+    if propagation not in PROPAGATIONS:
+        raise InputError(f"propagation must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
     timings, start = {}, time.perf_counter()
     first = initial_prompt(phases, prompt, init_mask, margin_mm)
-    if not isinstance(engine, Engine):
+    if (propagation == "engine" or init_mask is None) and not isinstance(engine, Engine):
         engine = load_engine(engine, checkpoint, device)
     timings["engine_load_s"] = time.perf_counter() - start
 
@@ -42,7 +52,10 @@ def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | No
         if progress is not None:
             progress(0.9 * fraction, message)
 
-    segmented = segment_phases(engine, phases, first, margin_mm, segment_progress, cancel)
+    if propagation == "engine":
+        segmented = segment_phases(engine, phases, first, margin_mm, segment_progress, cancel)
+    else:
+        segmented = _register(phases, engine, first, init_mask, propagation, segment_progress, cancel)
     timings["segmentation_s"] = sum(segmented.timings_s)
     check_cancel(cancel)
     mark = time.perf_counter()
@@ -58,17 +71,36 @@ def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | No
     timings["total_s"] = time.perf_counter() - start
     if progress is not None:
         progress(1.0, "done")
-    report = _report(phases, engine, segmented, masks, itv, removed, mip_summary, timings)
+    engine = engine if isinstance(engine, Engine) else None
+    report = _report(phases, engine, propagation, segmented, masks, itv, removed, mip_summary, timings)
     return ITVResult(itv, masks, segmented.masks, mip, report)
+
+
+def _register(phases: Phases, engine: Engine | None, prompt: Prompt, init_mask: Volume | None, method: str,
+              progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> Propagation:
+    """Registration propagation from the init mask, or from the engine's result on the reference phase."""
+    start = time.perf_counter()
+    if init_mask is None:
+        reference_mask = engine.open(phases.grid).predict(prompt, cancel=cancel).mask
+        if not reference_mask.array.any():
+            raise InputError("the engine found nothing on the reference phase: check the initial prompt", phases.source)
+    else:
+        reference_mask = phases.grid.with_array((init_mask.array > 0).astype(np.uint8), path=None)
+    seconds = time.perf_counter() - start
+    segmented = register_phases(phases, reference_mask, method, progress, cancel)
+    segmented.timings_s[phases.reference] = seconds
+    segmented.prompts[phases.reference] = prompt
+    return segmented
 
 
 def _filter(phases: Phases, segmented: Propagation, init_mask: Volume | None, window: int, method: str,
             voxelwise: bool) -> tuple[list[Volume], list[dict]]:
     """Filter inside the box holding every raw result and prompt (fast on full CT grids)."""
     grid = phases.grid
-    anchors_full = [_box_region(grid, p.box_lps) if p.box_lps is not None else None for p in segmented.prompts]
+    anchors_full = [None if p is None or p.box_lps is None else _box_region(grid, p.box_lps) for p in segmented.prompts]
     if init_mask is not None:
-        anchors_full[phases.reference] = (init_mask.array > 0) | anchors_full[phases.reference]
+        box = anchors_full[phases.reference]
+        anchors_full[phases.reference] = (init_mask.array > 0) if box is None else (init_mask.array > 0) | box
     union = np.any([m.array > 0 for m in segmented.masks], axis=0)
     crop = _bounding_slices(union | np.any([a for a in anchors_full if a is not None], axis=0))
     anchors = None if any(a is None for a in anchors_full) else [a[crop] for a in anchors_full]
@@ -112,7 +144,7 @@ def _bounding_slices(mask: np.ndarray, pad: int = 1) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
-def _report(phases: Phases, engine: Engine, segmented: Propagation, masks: list[Volume], itv: Volume,
+def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: Propagation, masks: list[Volume], itv: Volume,
             removed: list[dict], mip_summary: dict, timings: dict) -> dict:
     labels = phases.labels()
     rows = phase_table(masks, labels, phases.reference)
@@ -121,13 +153,14 @@ def _report(phases: Phases, engine: Engine, segmented: Propagation, masks: list[
         row["prompted_from"] = None if source is None else labels[source]
         row["seconds"] = round(seconds, 3)
     empty = sorted({r["phase"] for r in rows if r["volume_ml"] == 0} | set(segmented.empty))
-    warnings = list(phases.warnings)
+    warnings = list(phases.warnings) + segmented.warnings
     if empty:
         warnings.append("no segmentation in phase(s) " + ", ".join(labels[k] for k in empty)
                         + ": the ITV is the union of the other phases only")
     return {
         "source": phases.source, "phases": len(phases), "reference_phase": labels[phases.reference],
-        "engine": engine.name, "weights": engine.weights_label, "itv_volume_ml": round(float(itv.array.sum()) * itv.voxel_volume_ml, 3),
+        "propagation": propagation, "engine": None if engine is None else engine.name,
+        "weights": None if engine is None else engine.weights_label, "itv_volume_ml": round(float(itv.array.sum()) * itv.voxel_volume_ml, 3),
         "motion_mm": motion_amplitude(rows), "per_phase": rows, "empty_phases": [labels[k] for k in empty],
         "removed_components": removed, "mip_itv": mip_summary,
         "timings_s": {k: round(v, 3) for k, v in timings.items()}, "warnings": warnings,

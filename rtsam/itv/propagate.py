@@ -32,6 +32,7 @@ class Propagation:
     reference: int = 0
     empty: list[int] = field(default_factory=list)
     timings_s: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def box_from_mask(mask: Volume, margin_mm=MARGIN_MM) -> np.ndarray | None:
@@ -48,11 +49,13 @@ def box_from_mask(mask: Volume, margin_mm=MARGIN_MM) -> np.ndarray | None:
 
 def interior_click(mask: Volume) -> Click | None:
     """A positive click at the deepest voxel of the mask (largest distance to its border)."""
-    inside = mask.array > 0
-    if not inside.any():
+    voxels = np.argwhere(mask.array > 0)
+    if len(voxels) == 0:
         return None
+    lo = np.maximum(voxels.min(axis=0) - 1, 0)  # the transform on the mask's box only (full CTs are slow)
+    inside = mask.array[tuple(slice(a, b + 2) for a, b in zip(lo, voxels.max(axis=0)))] > 0
     depth = ndimage.distance_transform_edt(inside, sampling=mask.spacing[::-1])
-    k, j, i = np.unravel_index(np.argmax(depth), depth.shape)
+    k, j, i = np.unravel_index(np.argmax(depth), depth.shape) + lo
     return Click(tuple(mask.ijk_to_lps([i, j, k])), True)
 
 

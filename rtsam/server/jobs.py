@@ -120,7 +120,7 @@ def itv_inputs(body: bytes, max_bytes: int):
                          int(meta.get("reference", 0)))
     prompt = wire.prompt_from_dict(meta["prompt"]) if meta.get("prompt") else None
     init_mask = frame.volume("init_mask") if "init_mask" in frame.arrays else None
-    allowed = {"window", "method", "voxelwise", "margin_mm"}
+    allowed = {"window", "method", "voxelwise", "margin_mm", "propagation"}
     unknown = set(meta.get("options", {})) - allowed
     if unknown:
         raise InputError(f"unknown ITV options {sorted(unknown)}; allowed: {sorted(allowed)}")
