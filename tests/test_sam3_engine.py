@@ -137,3 +137,20 @@ def test_clear_errors(tiny_dir, tmp_path, engine, crop):
         context.predict(Prompt(task="  "))
     with pytest.raises(InputError, match="not clicks"):
         context.predict(Prompt(task="tumour", clicks=[Click(tuple(crop[0].ijk_to_lps([3, 3, 3])))]))
+
+
+def test_itv_per_phase_from_text_and_from_a_mask(engine, crop):
+    """ITV with sam3 on every phase: prompts derived from results carry no clicks."""
+    from rtsam.itv.generator import make_4dct
+    from rtsam.itv.phases import make_phases
+    from rtsam.itv.pipeline import run_itv
+
+    image, label = crop
+    generated = make_4dct(image, label, phases=3, amplitude_si_mm=0.0, amplitude_ap_mm=3.0, fade_mm=10.0)
+    phases = make_phases(generated.phases, [0, 1, 2], "tiny sam3 4dct")
+    from_text = run_itv(phases, Prompt(task="tumour"), engine=engine, propagation="engine")
+    from_mask = run_itv(phases, Prompt(task="tumour"), generated.phase_masks[0], engine=engine, propagation="engine")
+    for result in (from_text, from_mask):
+        assert result.report["engine"] == "sam3" and result.itv.array.any()
+        assert [row["prompted_from"] for row in result.report["per_phase"]] == [None, "0", "0"]
+    assert from_text.itv.same_grid(image)

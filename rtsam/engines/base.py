@@ -124,6 +124,7 @@ class EngineContext(ABC):
 
 class Engine(ABC):
     name: str = "engine"
+    accepts_clicks: bool = True  # False: prompts derived from results (ITV propagation) carry no clicks
 
     def __init__(self, weights_label: str, device: str = "cpu"):
         self.weights_label = weights_label

@@ -35,6 +35,7 @@ from .sam3_model import box_input, image_features, kept_logits, load_sam3, pixel
 
 class SAM3Engine(Engine):
     name = "sam3"
+    accepts_clicks = False
 
     def __init__(self, weights: Path | None = None, device: str = "cpu", config=None, base: str | Path | None = None,
                  modality: str | None = None, score_threshold: float = 0.5, max_instances: int | None = None,

@@ -46,6 +46,8 @@ def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | No
     first = initial_prompt(phases, prompt, init_mask, margin_mm)
     if (propagation == "engine" or init_mask is None) and not isinstance(engine, Engine):
         engine = load_engine(engine, checkpoint, device)
+    if init_mask is not None and isinstance(engine, Engine) and not engine.accepts_clicks:
+        first = initial_prompt(phases, prompt, init_mask, margin_mm, click=False)
     timings["engine_load_s"] = time.perf_counter() - start
 
     def segment_progress(fraction: float, message: str) -> None:

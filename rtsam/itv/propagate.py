@@ -59,19 +59,20 @@ def interior_click(mask: Volume) -> Click | None:
     return Click(tuple(mask.ijk_to_lps([i, j, k])), True)
 
 
-def prompt_from_mask(mask: Volume, margin_mm=MARGIN_MM, task: str | None = None) -> Prompt:
+def prompt_from_mask(mask: Volume, margin_mm=MARGIN_MM, task: str | None = None, click: bool = True) -> Prompt:
+    """The mask's box plus ``margin_mm`` (and, with ``click``, a positive click at its interior)."""
     box = box_from_mask(mask, margin_mm)
     if box is None:
         raise InputError("mask is empty: cannot derive a prompt from it", mask.metadata.get("path"))
-    return Prompt(task=task, box_lps=box, clicks=[interior_click(mask)], box_fitted=True)
+    return Prompt(task=task, box_lps=box, clicks=[interior_click(mask)] if click else [], box_fitted=True)
 
 
 def initial_prompt(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | None = None,
-                   margin_mm=MARGIN_MM) -> Prompt:
-    """The reference phase's prompt: the user's prompt, or a box + interior click from the init mask."""
+                   margin_mm=MARGIN_MM, click: bool = True) -> Prompt:
+    """The reference phase's prompt: the user's prompt, or a box (+ interior click) from the init mask."""
     if init_mask is not None:
         check_mask_grid(init_mask, phases.grid)
-        return prompt_from_mask(init_mask, margin_mm, prompt.task if prompt else None)
+        return prompt_from_mask(init_mask, margin_mm, prompt.task if prompt else None, click)
     if prompt is None or (prompt.box_lps is None and not prompt.clicks and not prompt.task):
         raise InputError("give an initial prompt: --init-mask, --box, --click or --task")
     prompt.validate_against(phases.grid)
@@ -97,7 +98,7 @@ def segment_phases(engine: Engine, phases: Phases, prompt: Prompt, margin_mm=MAR
                          timings_s=[0.0] * count)
     for n, (k, source) in enumerate(cycle_order(count, phases.reference)):
         check_cancel(cancel)
-        phase_prompt = prompt if source is None else _neighbour_prompt(result, source, margin_mm)
+        phase_prompt = prompt if source is None else _neighbour_prompt(result, source, margin_mm, engine.accepts_clicks)
         start = time.perf_counter()
         out = engine.open(phases.volumes[k]).predict(phase_prompt, cancel=cancel)
         result.timings_s[k] = time.perf_counter() - start
@@ -111,13 +112,13 @@ def segment_phases(engine: Engine, phases: Phases, prompt: Prompt, margin_mm=MAR
     return result
 
 
-def _neighbour_prompt(result: Propagation, source: int, margin_mm) -> Prompt:
+def _neighbour_prompt(result: Propagation, source: int, margin_mm, click: bool = True) -> Prompt:
     """The reference phase's box moved with the source phase's centroid (no shrinking drift when
     an engine under-segments), joined with the source result's own box, plus its interior click."""
     mask = result.masks[source]
     if not mask.array.any():
         return result.prompts[source]
-    own = prompt_from_mask(mask, margin_mm, result.prompts[source].task)
+    own = prompt_from_mask(mask, margin_mm, result.prompts[source].task, click)
     start, moved = _centroid(result.masks[result.reference]), _centroid(mask)
     if start is None or result.prompts[result.reference].box_lps is None:
         return own
