@@ -86,3 +86,11 @@ def test_cli_propagation_choices_match_the_pipeline():
     from rtsam.itv.pipeline import PROPAGATIONS
 
     assert cli == PROPAGATIONS
+
+
+def test_itv_bench_scores_registration_against_the_exact_motion(data, capsys):
+    assert main(["itv-bench", "--cases", "brain1", "--phases", "4", "--crop-mm", "30", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["case"] == "brain1" and row["prompt"] == "mask" and row["propagation"] == "rigid"
+    assert row["itv_dice"] >= row["exact_motion_itv_dice"] - 0.03  # as good as knowing the motion
+    assert row["itv_dice"] > row["mip_itv_dice_vs_truth"]

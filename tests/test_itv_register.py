@@ -79,3 +79,11 @@ def test_interior_click_is_the_deepest_voxel(lung_4dct):
     depth = ndimage.distance_transform_edt(mask.array > 0, sampling=mask.spacing[::-1])
     i, j, k = np.round(mask.lps_to_ijk(interior_click(mask).lps)).astype(int)
     assert depth[k, j, i] == depth.max()
+
+
+def test_shifted_mask_moves_one_voxel_along_an_oblique_axis():
+    mask = Volume(np.zeros((6, 7, 8), np.uint8), (0.7, 0.9, 2.5), (5.0, -3.0, 12.0), oblique_direction())
+    mask.array[2:4, 3:5, 2:6] = 1
+    one_slice = mask.direction @ (np.array(mask.spacing) * [0, 0, 1])  # LPS vector of +1 in k
+    moved = register.shifted_mask(mask, one_slice)
+    assert moved.same_grid(mask) and np.array_equal(moved.array, np.roll(mask.array, 1, axis=0))

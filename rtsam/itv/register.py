@@ -63,6 +63,16 @@ def register_mask(reference: Volume, mask: Volume, target: Volume, method: str =
     return Registered(target.with_array(full, path=None), shift, _touches_edge(inside, mask.array.shape, crop))
 
 
+def shifted_mask(mask: Volume, shift_lps_mm) -> Volume:
+    """``mask`` moved by a known translation (LPS mm), resampled as ``register_mask`` does."""
+    import SimpleITK as sitk
+
+    image = sitk.Cast(mask.to_sitk(), sitk.sitkFloat32)
+    moved = sitk.Resample(image, image, sitk.TranslationTransform(3, (-np.asarray(shift_lps_mm, float)).tolist()),
+                          sitk.sitkLinear, 0.0)
+    return mask.with_array((sitk.GetArrayFromImage(moved) > 0.5).astype(np.uint8), path=None)
+
+
 def _crop_slices(mask: Volume, margin_mm: float) -> tuple[slice, ...]:
     voxels = np.argwhere(mask.array > 0)
     pad = np.ceil(margin_mm / np.asarray(mask.spacing[::-1])).astype(int)
