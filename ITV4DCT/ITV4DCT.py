@@ -55,6 +55,7 @@ class ITV4DCTParameterNode:
     propagation: Annotated[str, Choice(["rigid", "deformable", "engine"])] = "rigid"
     backend: Annotated[str, Choice(["local", "remote"])] = "local"
     engine: str = "litemedsam"
+    weights: Path  # the chosen engine's weights when it ships none (sam3d, sam3); empty: its own
     serverUrl: str = "http://localhost:8000"
     outputSegmentation: vtkMRMLSegmentationNode
 
@@ -139,7 +140,7 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from RTSAMCommon.backends import make_backend
 
         node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey)
+        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights})
 
     def onTestConnection(self):
         with slicer.util.tryWithErrorDisplay("Connection failed.", waitCursor=True):

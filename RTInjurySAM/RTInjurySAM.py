@@ -67,6 +67,7 @@ class RTInjurySAMParameterNode:
     excludePoints: vtkMRMLMarkupsFiducialNode
     backend: Annotated[str, Choice(["local", "remote"])] = "local"
     engine: str = "litemedsam"
+    weights: Path  # the chosen engine's weights when it ships none (sam3d, sam3); empty: its own
     serverUrl: str = "http://localhost:8000"
     outputSegmentation: vtkMRMLSegmentationNode
 
@@ -186,7 +187,7 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from RTSAMCommon.backends import make_backend
 
         node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey)
+        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights})
 
     def _setApiKey(self, text):
         self._apiKey = text

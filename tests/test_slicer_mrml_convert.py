@@ -132,3 +132,17 @@ def test_ui_files_are_valid_designer_xml():
         assert {c for c in used if c.startswith(("q", "ctk"))} <= declared
         for connection in root.iter("connection"):
             assert connection.findtext("receiver") in names
+
+
+def test_ui_parameter_names_are_parameter_node_fields():
+    """Every widget bound with SlicerParameterName names a field of the module's parameter node."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    for module in ("RTInjurySAM", "ITV4DCT"):
+        tree = ast.parse((ROOT / module / f"{module}.py").read_text())
+        (node_class,) = [c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == f"{module}ParameterNode"]
+        fields = {a.target.id for a in node_class.body if isinstance(a, ast.AnnAssign)}
+        root = ET.parse(ROOT / module / "Resources/UI" / f"{module}.ui").getroot()
+        bound = {p.findtext("string") for p in root.iter("property") if p.get("name") == "SlicerParameterName"}
+        assert bound and bound <= fields, f"{module}.ui binds {sorted(bound - fields)}"

@@ -116,3 +116,19 @@ def test_gpu_memory_check_refuses_a_job_that_cannot_fit(monkeypatch):
         check_gpu_memory("cuda", 2.0)
     check_gpu_memory("cuda", 0.5)
     check_gpu_memory("cpu", 1e9)  # the CPU is never refused
+
+
+def test_local_backend_takes_the_users_weights_per_engine(tmp_path):
+    from pathlib import Path
+
+    from rtsam.engines.sam3d.config import Sam3DConfig
+    from rtsam.engines.sam3d.model import Sam3D
+    from rtsam.engines.sam3d.checkpoint import save_checkpoint
+
+    path = save_checkpoint(Sam3D(Sam3DConfig.named("tiny")), tmp_path / "mine.pth")
+    backend = make_backend("local", device="cpu", weights={"sam3d-tiny": path, "litemedsam": Path()})
+    assert backend.engine("sam3d-tiny").weights_label.startswith("mine.pth@sha256:")
+    assert backend.engine("litemedsam").weights_label.startswith("lite_medsam.pth@")  # "." = its own
+    assert make_backend("local", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
+    with pytest.raises(InputError, match="engine 'sam3d' ships no weights: give SAM-Med3D's"):
+        backend.engine("sam3d")

@@ -41,21 +41,25 @@ def check_gpu_memory(device: str, needed_gib: float) -> None:
 
 
 class LocalBackend:
-    """Engines loaded in this process, shared by both modules and kept for the next call."""
+    """Engines loaded in this process, shared by both modules and kept for the next call.
+    ``weights`` maps engine names to the user's weights (file or folder) for engines that ship none;
+    an empty path (an empty path field gives ".") means the engine's own."""
 
     kind = "local"
     _engines: dict[tuple, object] = {}
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", weights: dict[str, str] | None = None):
         self.device, self.device_note = torch_device(device)
+        self.weights = {name: str(path) for name, path in (weights or {}).items() if str(path) not in ("", ".")}
 
     def engine(self, name: str | None):
         from rtsam.engines.registry import DEFAULT_ENGINE, load_engine
 
-        key = (name or DEFAULT_ENGINE, self.device)
+        name = name or DEFAULT_ENGINE
+        key = (name, self.device, self.weights.get(name))
         if key not in LocalBackend._engines:
             check_gpu_memory(self.device, ENGINE_GPU_GIB)
-            LocalBackend._engines[key] = load_engine(key[0], device=self.device)
+            LocalBackend._engines[key] = load_engine(name, key[2], self.device)
         return LocalBackend._engines[key]
 
     def open_session(self, image: Volume, engine: str | None = None):
@@ -94,10 +98,12 @@ class RemoteBackend:
         return f"remote {self.url}: " + ", ".join(f"{k}={v}" for k, v in info.items())
 
 
-def make_backend(kind: str = "local", url: str = "", api_key: str = "", device: str = "auto"):
-    """The backend chosen in the UI: "local" (this process) or "remote" (server URL + API key)."""
+def make_backend(kind: str = "local", url: str = "", api_key: str = "", device: str = "auto",
+                 weights: dict[str, str] | None = None):
+    """The backend chosen in the UI: "local" (this process, with the user's ``weights`` per engine)
+    or "remote" (server URL + API key; the server has its own weights)."""
     if kind == "remote":
         if not url:
             raise InputError("enter the server URL for the remote backend")
         return RemoteBackend(url, api_key)
-    return LocalBackend(device)
+    return LocalBackend(device, weights)

@@ -61,6 +61,8 @@ def load_engine(name: str | None = None, checkpoint: str | Path | None = None, d
     if entry is None:
         raise InputError(f"unknown engine '{name}'; available: {', '.join(engine_names())}")
     weights = resolve_weights(str(checkpoint)) if checkpoint else resolve_weights(entry.get("weights"))
+    if weights is None and entry.get("requires_weights"):
+        raise InputError(f"engine '{name}' ships no weights: give {entry['requires_weights']} (--checkpoint)")
     folder = bool(entry.get("weights_folder"))  # a from_pretrained folder rather than one file
     if weights is not None and not (weights.is_dir() if folder else weights.is_file()):
         raise InputError(f"weights {'folder' if folder else 'file'} not found", weights)
