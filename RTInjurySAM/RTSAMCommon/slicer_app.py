@@ -15,30 +15,27 @@ TORCH_SKIP = ["torch", "torchvision", "SimpleITK"]  # provided by Slicer / the P
 
 
 def ensureDependencies(requirementsFile: Path, requester: str) -> bool:
-    """Install missing Python packages on first use (main thread, with the user's consent)."""
+    """Install missing Python packages on first use (main thread); False when the user declines.
+    ``slicer.packaging.pip_ensure`` checks without pip, asks before installing and offers a restart."""
     try:
-        import rtsam  # noqa: F401
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        pass
-    if not slicer.util.confirmOkCancelDisplay(
-            f"{requester} needs PyTorch and the rtsam package (several hundred MB). Install them now?"):
+        _ensureTorch(requester)
+        requirements = slicer.packaging.load_requirements(str(requirementsFile))
+        slicer.packaging.pip_ensure(requirements, skip_packages=TORCH_SKIP, requester=requester)
+    except RuntimeError as error:  # declined
+        slicer.util.warningDisplay(f"{requester} cannot run without its Python packages: {error}.")
         return False
-    with slicer.util.WaitCursor():
-        _ensureTorch()
-        requirements = slicer.pydeps.load_requirements(str(requirementsFile))
-        slicer.pydeps.pip_ensure(requirements, skip_packages=TORCH_SKIP, requester=requester)
     return True
 
 
-def _ensureTorch() -> None:
+def _ensureTorch(requester: str) -> None:
     """PyTorch through the PyTorch extension (it picks the CUDA build); else the CPU wheel."""
     try:
         import torch  # noqa: F401
         return
     except ImportError:
         pass
+    if not slicer.util.confirmOkCancelDisplay(f"{requester} needs PyTorch (several hundred MB). Install it now?"):
+        raise RuntimeError("PyTorch installation declined")
     try:
         import PyTorchUtils
 
