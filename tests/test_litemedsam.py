@@ -142,3 +142,26 @@ def test_clicks_after_a_tight_box_do_not_lower_dice(brain, engine):
     assert steps[1]["positive"]
     for before, after in zip(steps, steps[1:]):
         assert after["dice"] >= before["dice"] - 0.005
+
+
+def test_lung_window_for_a_box_in_lung(lung, engine):
+    """The box around lung2's tumour is aerated: the lung window, which fills the tumour better."""
+    from rtsam.engines.litemedsam_prep import ct_window_for_box
+
+    image, label = (slab(v, 6, 10) for v in lung)  # 4 slices through the tumour
+    box = box_from_label(label, 5.0)
+    core = np.mean(box, axis=0) + np.array([[-3.0], [3.0]])  # 6 mm inside the tumour: no air
+    assert ct_window_for_box(image, box) == "lung" and ct_window_for_box(image, core) == "soft-tissue"
+    soft = load_engine("litemedsam", ct_window="soft-tissue")
+    dice = {name: run_interactive(image, label, e, clicks=0)["steps"][0]["dice"] for name, e in
+            (("auto", engine), ("soft-tissue", soft))}
+    assert dice["auto"] > dice["soft-tissue"] + 0.03
+    context = engine.open(image)
+    context.use_ct_window(box)
+    context.embedding(1, {})
+    context.use_ct_window(box)
+    assert context.cached_slices == [1]  # same window: embeddings kept
+    context.use_ct_window(core)
+    assert context.window_name == "soft-tissue" and context.cached_slices == []
+    with pytest.raises(InputError, match="ct_window must be auto or one of"):
+        load_engine("litemedsam", ct_window="bone")

@@ -31,6 +31,11 @@ box; every other slice keeps its result, so a click never degrades slices it is 
 click beyond the box in k) are propagated as above, and a slice whose click was taken back
 (undo) is decoded afresh.
 
+CT is windowed for what the box holds: a box at least 20% aerated (< -500 HU) holds a lesion in
+lung and gets the lung window (W1500/L-600, as lung GTVs are contoured), any other box the
+soft-tissue window (W400/L40); ``ct_window`` can fix either. lung2's box-only Dice: 0.818 with
+soft tissue, 0.883 with the lung window.
+
 Per-slice image embeddings are cached in the context (LRU bound), so a new click only re-runs
 the prompt encoder and mask decoder (three times on the clicked slice).
 """
@@ -49,7 +54,8 @@ import torch
 from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, EngineContext, Prompt, SegmentationResult, check_cancel, timed
-from .litemedsam_prep import Letterbox, box_voxel_extent, clip_box, detect_modality, intensity_window, mask_box
+from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, clip_box, ct_window_for_box, detect_modality,
+                              intensity_window, mask_box)
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
@@ -61,9 +67,12 @@ class LiteMedSAMEngine(Engine):
     name = "litemedsam"
 
     def __init__(self, weights: Path | None = None, device: str = "cpu", config=None,
-                 modality: str | None = None, cache_slices: int = 48):
+                 modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto"):
+        if ct_window != "auto" and ct_window not in CT_WINDOWS:
+            raise InputError(f"ct_window must be auto or one of {', '.join(CT_WINDOWS)}, got {ct_window!r}")
         super().__init__(weights_label(weights), device)
         self.modality = modality
+        self.ct_window = ct_window
         self.cache_slices = int(cache_slices)
         self.model = load_model(weights, device)
 
@@ -210,7 +219,8 @@ class LiteMedSAMContext(EngineContext):
     def __init__(self, engine: LiteMedSAMEngine, image: Volume):
         super().__init__(engine, image)
         self.modality = (engine.modality or detect_modality(image)).upper()
-        self.window = intensity_window(image, self.modality)
+        self.window_name = None  # CT: chosen from each prompt's box (auto) or fixed by the engine
+        self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
         self.letterbox = Letterbox(tuple(image.array.shape[1:]))
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
@@ -226,6 +236,16 @@ class LiteMedSAMContext(EngineContext):
     @property
     def cached_slices(self) -> list[int]:
         return list(self._cache)
+
+    def use_ct_window(self, box_lps: np.ndarray | None) -> None:
+        """Set the CT window for this prompt (auto: lung for a box in lung); embeddings made under
+        another window are dropped."""
+        if self.modality != "CT":
+            return
+        name = ct_window_for_box(self.image, box_lps) if self.engine.ct_window == "auto" else self.engine.ct_window
+        if name != self.window_name:
+            self.clear_cache()
+            self.window_name, self.window = name, intensity_window(self.image, "CT", name)
 
     def embedding(self, k: int, timings: dict[str, float]) -> torch.Tensor:
         """The image embedding of slice ``k``, computed once (LRU cache)."""
@@ -246,6 +266,7 @@ class LiteMedSAMContext(EngineContext):
                 progress=None, cancel=None) -> SegmentationResult:
         prompt.validate_against(self.image)
         plan = SlicePlan.build(self.image, prompt)
+        self.use_ct_window(prompt.box_lps)
         kept = _kept_slices(previous, prompt)
         timings: dict[str, float] = {}
         probability = np.zeros(self.image.array.shape, dtype=np.float32)

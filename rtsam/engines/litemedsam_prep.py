@@ -1,7 +1,7 @@
 """Pre- and post-processing for the slice-wise LiteMedSAM engine.
 
-Follows LiteMedSAM's own inference: an intensity window per modality (CT: soft-tissue
-window, MR: 0.5-99.5 percentiles of the non-zero voxels) scaled to [0, 1], the slice resized
+Follows LiteMedSAM's own inference: an intensity window per modality (CT: a soft-tissue or a
+lung window, MR: 0.5-99.5 percentiles of the non-zero voxels) scaled to [0, 1], the slice resized
 so its longest side is 256 (aspect kept) and zero-padded bottom/right to 256 x 256
 (letterbox), per-slice min-max normalisation, 3 identical channels. Boxes and points are in
 the 256-grid's pixel coordinates (x = column i, y = row j).
@@ -18,7 +18,10 @@ import torch.nn.functional as F
 from ..volume import Volume
 
 SIZE = 256
-CT_WINDOW = (-160.0, 240.0)  # soft tissue / lesion window, level 40 HU, width 400 HU
+CT_WINDOWS = {"soft-tissue": (-160.0, 240.0), "lung": (-1350.0, 150.0)}  # W400/L40 and W1500/L-600 HU
+# A box this aerated (voxels < -500 HU) holds a lesion in lung: it is contoured on the lung window,
+# as lung GTV guidelines do. lung2 (34% aerated box): box-only Dice 0.818 soft tissue, 0.883 lung.
+LUNG_AIR_FRACTION = 0.2
 
 
 def detect_modality(image: Volume) -> str:
@@ -29,10 +32,10 @@ def detect_modality(image: Volume) -> str:
     return "CT" if float(image.array.min()) < -500 else "MR"
 
 
-def intensity_window(image: Volume, modality: str) -> tuple[float, float]:
-    """The (low, high) intensities mapped to 0 and 1."""
+def intensity_window(image: Volume, modality: str, ct_window: str = "soft-tissue") -> tuple[float, float]:
+    """The (low, high) intensities mapped to 0 and 1 (``ct_window``: a CT_WINDOWS name)."""
     if modality == "CT":
-        return CT_WINDOW
+        return CT_WINDOWS[ct_window]
     values = image.array[image.array > 0] if np.any(image.array > 0) else image.array
     low, high = np.percentile(values, [0.5, 99.5])
     return float(low), float(max(high, low + 1e-6))
@@ -72,6 +75,17 @@ class Letterbox:
         logits = low_res_logits[..., :h, :w]
         logits = F.interpolate(logits, size=self.shape, mode="bilinear", align_corners=False)
         return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+
+
+def ct_window_for_box(image: Volume, box_lps: np.ndarray | None) -> str:
+    """"lung" when at least LUNG_AIR_FRACTION of the voxels in ``box_lps`` are aerated, else "soft-tissue"."""
+    if box_lps is None:
+        return "soft-tissue"
+    lo, hi = box_voxel_extent(image, box_lps)
+    lo = np.clip(np.ceil(lo - 1e-6).astype(int), 0, np.array(image.size_ijk) - 1)
+    hi = np.clip(np.floor(hi + 1e-6).astype(int) + 1, lo + 1, image.size_ijk)
+    region = image.array[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    return "lung" if np.mean(region < -500) >= LUNG_AIR_FRACTION else "soft-tissue"
 
 
 def box_voxel_extent(image: Volume, box_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
