@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from rtsam.io import read_image
@@ -70,3 +71,22 @@ def brain_crop(data: Path, size: int = 64) -> tuple[Volume, Volume]:
                       tuple(volume.ijk_to_lps([i0, j0, 8])), volume.direction, metadata=dict(volume.metadata))
 
     return crop(image), crop(label)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model is faster on one thread (and the CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return save_tiny_sam3(tmp_path_factory.mktemp("sam3") / "tiny-sam3")
+
+
+@pytest.fixture(scope="module")
+def crop(data):
+    return brain_crop(data)

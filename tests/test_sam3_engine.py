@@ -6,32 +6,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from sam3_helpers import brain_crop, save_tiny_sam3
+from sam3_helpers import crop, one_thread, tiny_dir  # noqa: F401 (fixtures)
 
 from rtsam.cli import main
 from rtsam.engines.base import Click, Prompt
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
 from rtsam.io import read_image, write_image
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model is faster on one thread (and the CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_sam3(tmp_path_factory.mktemp("sam3") / "tiny-sam3")
-
-
-@pytest.fixture(scope="module")
-def crop(data):
-    return brain_crop(data)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +100,7 @@ def test_segment_cli_with_sam3(tiny_dir, crop, tmp_path, capsys):
 def test_clear_errors(tiny_dir, tmp_path, engine, crop):
     with pytest.raises(InputError, match="weights folder not found"):
         load_engine("sam3", checkpoint=tmp_path / "missing")
-    with pytest.raises(InputError, match="needs --checkpoint"):
+    with pytest.raises(InputError, match="engine .sam3. ships no weights: give a local SAM 3 folder"):
         load_engine("sam3")
     bert = tmp_path / "bert"
     bert.mkdir()

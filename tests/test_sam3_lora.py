@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from sam3_helpers import brain_crop, save_tiny_sam3
+from sam3_helpers import crop, one_thread, tiny_dir  # noqa: F401 (fixtures)
 from torch import nn
 
 from rtsam.cli import main
@@ -16,24 +16,6 @@ from rtsam.errors import InputError
 from rtsam.io import write_image
 from rtsam.train.sam3_itv import ITVTrainer, ITVTrainOptions, pick_hard_negatives, train_itv
 from rtsam.train.sam3_lora import DEFAULT_TARGETS, add_lora, resolve_targets
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_sam3(tmp_path_factory.mktemp("sam3") / "tiny-sam3")
-
-
-@pytest.fixture(scope="module")
-def crop(data):
-    return brain_crop(data)
 
 
 def options(tiny_dir, out, **kwargs) -> ITVTrainOptions:

@@ -8,8 +8,10 @@ Boxes and clicks are physical LPS millimetres; results come back on the image's 
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -100,6 +102,37 @@ class SegmentationResult:
         }
 
 
+class SliceCache:
+    """Per-slice features of one image, computed once, the ``size`` most recently used kept.
+    Thread-safe; the computation runs outside the lock."""
+
+    def __init__(self, size: int):
+        self.size = max(1, int(size))
+        self._items: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, k: int, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if k in self._items:
+                self._items.move_to_end(k)
+                return self._items[k]
+        value = compute()
+        with self._lock:
+            self._items[k] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    @property
+    def keys(self) -> list[int]:
+        with self._lock:
+            return list(self._items)
+
+
 class EngineContext(ABC):
     """One engine bound to one image; caches embeddings across predictions."""
 
@@ -120,6 +153,25 @@ class EngineContext(ABC):
 
     def clear_cache(self) -> None:
         """Drop cached embeddings."""
+
+
+class SliceWiseContext(EngineContext):
+    """A 2D engine's context: per-slice features in a SliceCache of ``engine.cache_slices``."""
+
+    def __init__(self, engine: "Engine", image: Volume):
+        super().__init__(engine, image)
+        self._cache = SliceCache(engine.cache_slices)
+
+    @property
+    def model(self):
+        return self.engine.model
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    @property
+    def cached_slices(self) -> list[int]:
+        return self._cache.keys
 
 
 class Engine(ABC):

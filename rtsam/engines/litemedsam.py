@@ -43,8 +43,6 @@ the prompt encoder and mask decoder (three times on the clicked slice).
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +51,7 @@ import torch
 
 from ..errors import InputError
 from ..volume import Volume
-from .base import Engine, EngineContext, Prompt, SegmentationResult, check_cancel, timed
+from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, clip_box, ct_window_for_box, detect_modality,
                               intensity_window, mask_box)
 from .registry import weights_label
@@ -213,7 +211,7 @@ def _kept_slices(previous: SegmentationResult | None, prompt: Prompt) -> dict:
     return state.get("slices", {}) if state.get("box_lps") == prompt.box_key() else {}
 
 
-class LiteMedSAMContext(EngineContext):
+class LiteMedSAMContext(SliceWiseContext):
     """LiteMedSAM bound to one image: the window, the letterbox and the slice embedding cache."""
 
     def __init__(self, engine: LiteMedSAMEngine, image: Volume):
@@ -222,20 +220,6 @@ class LiteMedSAMContext(EngineContext):
         self.window_name = None  # CT: chosen from each prompt's box (auto) or fixed by the engine
         self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
         self.letterbox = Letterbox(tuple(image.array.shape[1:]))
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.engine.model
-
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
-    @property
-    def cached_slices(self) -> list[int]:
-        return list(self._cache)
 
     def use_ct_window(self, box_lps: np.ndarray | None) -> None:
         """Set the CT window for this prompt (auto: lung for a box in lung); embeddings made under
@@ -249,18 +233,12 @@ class LiteMedSAMContext(EngineContext):
 
     def embedding(self, k: int, timings: dict[str, float]) -> torch.Tensor:
         """The image embedding of slice ``k``, computed once (LRU cache)."""
-        with self._lock:
-            if k in self._cache:
-                self._cache.move_to_end(k)
-                return self._cache[k]
-        with timed(timings, "embed_ms"), torch.inference_mode():
-            x = self.letterbox.image_tensor(self.image.array[k], self.window).to(self.engine.device)
-            emb = self.model.image_encoder(x)
-        with self._lock:
-            self._cache[k] = emb
-            while len(self._cache) > max(1, self.engine.cache_slices):
-                self._cache.popitem(last=False)
-        return emb
+        def compute() -> torch.Tensor:
+            with timed(timings, "embed_ms"), torch.inference_mode():
+                x = self.letterbox.image_tensor(self.image.array[k], self.window).to(self.engine.device)
+                return self.model.image_encoder(x)
+
+        return self._cache.get(k, compute)
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..volume import Volume
-from .base import Engine, EngineContext, Prompt, SegmentationResult, check_cancel, timed
+from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window
 from .sam3_model import box_input, image_features, kept_logits, load_sam3, pixel_values, probability, text_inputs
 
@@ -92,41 +91,21 @@ def inside_box(probability2d: np.ndarray, box: np.ndarray) -> np.ndarray:
     return out
 
 
-class SAM3Context(EngineContext):
+class SAM3Context(SliceWiseContext):
     """SAM 3 bound to one image: its intensity window and the per-slice image-feature cache."""
 
     def __init__(self, engine: SAM3Engine, image: Volume):
         super().__init__(engine, image)
         self.window = intensity_window(image, (engine.modality or detect_modality(image)).upper())
-        self._cache: OrderedDict[int, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.engine.model
-
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
-    @property
-    def cached_slices(self) -> list[int]:
-        return list(self._cache)
 
     def vision_features(self, k: int, timings: dict[str, float]):
         """SAM 3's image features of slice ``k``, computed once (LRU cache)."""
-        with self._lock:
-            if k in self._cache:
-                self._cache.move_to_end(k)
-                return self._cache[k]
-        with timed(timings, "embed_ms"), torch.inference_mode():
-            x = pixel_values(self.image.array[k:k + 1], self.window, self.engine.processor).to(self.engine.device)
-            features = image_features(self.model, x)
-        with self._lock:
-            self._cache[k] = features
-            while len(self._cache) > max(1, self.engine.cache_slices):
-                self._cache.popitem(last=False)
-        return features
+        def compute():
+            with timed(timings, "embed_ms"), torch.inference_mode():
+                x = pixel_values(self.image.array[k:k + 1], self.window, self.engine.processor).to(self.engine.device)
+                return image_features(self.model, x)
+
+        return self._cache.get(k, compute)
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
