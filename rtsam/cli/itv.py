@@ -137,8 +137,9 @@ def run_bench_command(args) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["case", "shape_kji", "phases", "prompt", "propagation", "reference_phase", "generation_s", "itv_s", "itv_dice", "exact_motion_itv_dice",
-                           "mip_itv_dice_vs_truth", "phase_dice_mean", "phase_dice_min"])
+        print_table(rows, ["case", "shape_kji", "phases", "prompt", "propagation", "reference_phase", "generation_s",
+                           "itv_s", "itv_dice", "exact_motion_itv_dice", "mip_itv_dice_vs_truth", "phase_dice_mean",
+                           "phase_dice_min"])
     return 0
 
 

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--click", nargs=4, action="append", default=[], metavar=("X", "Y", "Z", "pos|neg"),
                    help="refinement click in LPS mm (repeatable)")
     p.add_argument("--engine", help="engine name (default litemedsam; see models.json)")
-    p.add_argument("--checkpoint", help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
+    p.add_argument("--checkpoint",
+                   help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)

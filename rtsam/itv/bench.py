@@ -60,8 +60,8 @@ def benchmark_case(case: str, phases: int = 10, engine: Engine | str | None = No
     per_phase = [dice(m, t) for m, t in zip(result.phase_masks, generated.phase_masks)]
     oracle = _exact_motion_itv(generated, phase_set.reference)
     return {
-        "case": case, "shape_kji": list(image.array.shape), "phases": phases, "prompt": prompt, "propagation": propagation,
-        "reference_phase": result.report["reference_phase"],
+        "case": case, "shape_kji": list(image.array.shape), "phases": phases, "prompt": prompt,
+        "propagation": propagation, "reference_phase": result.report["reference_phase"],
         "generation_s": round(generation_s, 2), "itv_s": result.report["timings_s"]["total_s"],
         "itv_dice": round(dice(result.itv, generated.truth_itv), 4),
         "exact_motion_itv_dice": round(dice(oracle, generated.truth_itv), 4),

@@ -146,8 +146,8 @@ def _bounding_slices(mask: np.ndarray, pad: int = 1) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
-def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: Propagation, masks: list[Volume], itv: Volume,
-            removed: list[dict], mip_summary: dict, timings: dict) -> dict:
+def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: Propagation, masks: list[Volume],
+            itv: Volume, removed: list[dict], mip_summary: dict, timings: dict) -> dict:
     labels = phases.labels()
     rows = phase_table(masks, labels, phases.reference)
     for row, raw, seconds, source in zip(rows, segmented.masks, segmented.timings_s, segmented.sources):
@@ -162,7 +162,8 @@ def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: 
     return {
         "source": phases.source, "phases": len(phases), "reference_phase": labels[phases.reference],
         "propagation": propagation, "engine": None if engine is None else engine.name,
-        "weights": None if engine is None else engine.weights_label, "itv_volume_ml": round(float(itv.array.sum()) * itv.voxel_volume_ml, 3),
+        "weights": None if engine is None else engine.weights_label,
+        "itv_volume_ml": round(float(itv.array.sum()) * itv.voxel_volume_ml, 3),
         "motion_mm": motion_amplitude(rows), "per_phase": rows, "empty_phases": [labels[k] for k in empty],
         "removed_components": removed, "mip_itv": mip_summary,
         "timings_s": {k: round(v, 3) for k, v in timings.items()}, "warnings": warnings,
