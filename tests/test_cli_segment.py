@@ -75,3 +75,25 @@ def test_non_finite_and_2d_images(files, tmp_path, capsys):
     for name, message in (("nan.nrrd", "non-finite"), ("flat.nrrd", "3D")):
         code = main(["segment", str(tmp_path / name), "--out", str(tmp_path / "m.nrrd"), "--box", *box_args(crop["label"])])
         assert code == 2 and message in capsys.readouterr().err
+
+
+def test_ct_window_option(data, tmp_path, capsys):
+    """--ct-window fixes litemedsam's CT window (2 slices of the real lung2 tumour)."""
+    from rtsam.engines.litemedsam_prep import CT_WINDOWS
+
+    paths = {}
+    for name in ("image", "label"):
+        v = read_image(data / f"pyradiomics/lung2_{name}.nrrd")
+        paths[name] = write_image(Volume(v.array[19:21], v.spacing, tuple(v.ijk_to_lps([0, 0, 19])), v.direction),
+                                  tmp_path / f"{name}.nrrd")
+    label = read_image(paths["label"])
+    dice = {}
+    for window in CT_WINDOWS:  # every window the engine knows is a CLI choice
+        code = main(["benchmark", "interactive", "--image", str(paths["image"]), "--label", str(paths["label"]),
+                     "--clicks", "0", "--ct-window", window, "--json"])
+        assert code == 0
+        dice[window] = json.loads(capsys.readouterr().out)["steps"][0]["dice"]
+    assert dice["lung"] > dice["soft-tissue"]
+    code = main(["segment", str(paths["image"]), "--out", str(tmp_path / "m.nrrd"), "--box", *box_args(label),
+                 "--engine", "sam3d-tiny", "--ct-window", "lung"])
+    assert code == 2 and "unknown sam3d options: ct_window" in capsys.readouterr().err

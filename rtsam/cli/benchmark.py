@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import print_json, print_table
+from .common import add_ct_window, engine_options, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     q.add_argument("--label", required=True, help="0/1 label on the image's grid")
     q.add_argument("--engine", help="engine name (default litemedsam)")
     q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
+    add_ct_window(q)
     q.add_argument("--device", default="cpu", help="torch device")
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
@@ -35,7 +36,7 @@ def run(args) -> int:
     if args.clicks < 0 or args.margin_mm < 0:
         raise InputError("--clicks and --margin-mm must be >= 0")
     image, label = read_image(args.image), read_image(args.label)
-    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device)
+    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device, **engine_options(args))
     report = run_interactive(image, label, engine, clicks=args.clicks, margin_mm=args.margin_mm)
     if args.json:
         print_json({**report, "image": args.image, "label": args.label})

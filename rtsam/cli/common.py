@@ -55,3 +55,15 @@ def progress_bar(total: float = 1.0, desc: str = ""):
         bar.refresh()
 
     return bar, callback
+
+
+def add_ct_window(parser) -> None:
+    """``--ct-window`` for the litemedsam engine (names from rtsam.engines.litemedsam_prep.CT_WINDOWS)."""
+    parser.add_argument("--ct-window", choices=("auto", "lung", "soft-tissue"), default="auto",
+                        help="litemedsam CT window: auto (lung for a box at least 20%% aerated, else soft "
+                             "tissue), lung (W1500/L-600) or soft-tissue (W400/L40)")
+
+
+def engine_options(args) -> dict:
+    """Engine keyword options from the command line (only those the user changed)."""
+    return {} if args.ct_window == "auto" else {"ct_window": args.ct_window}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import print_json, progress_bar
+from .common import add_ct_window, engine_options, print_json, progress_bar
 
 
 def register(subparsers) -> None:
@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--engine", help="engine name (default litemedsam; see models.json)")
     p.add_argument("--checkpoint",
                    help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
+    add_ct_window(p)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
@@ -57,7 +58,7 @@ def run(args) -> int:
         from ..prompts.dose_box import dose_box
 
         box = dose_box(read_rtdose(args.dose), threshold=args.threshold, reference=image).box_lps
-    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device)
+    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device, **engine_options(args))
     session = Session(image, engine)
     session.set_task(args.task, args.patient)
     if box is not None:
