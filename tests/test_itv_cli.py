@@ -76,7 +76,7 @@ def test_itv_end_to_end_litemedsam(small_case, capsys, prompting):
     itv = read_image(out / "itv.nrrd")
     # from a loose box LiteMedSAM under-fills this tumour (box-only Dice ~0.8), and the ITV inherits it
     assert dice(itv, read_image(out / "truth_itv.nrrd")) >= (0.75 if prompting.startswith("box") else 0.85)
-    assert [row["prompted_from"] for row in report["per_phase"]] == [None, "0", "0"]  # both ways from phase 0
+    assert [row["from_phase"] for row in report["per_phase"]] == [None, "0", "0"]  # both ways from phase 0
     assert len(list((out / "masks").glob("*.nrrd"))) == 3
     assert report["itv_volume_ml"] == pytest.approx(float(itv.array.sum()) * itv.voxel_volume_ml, rel=1e-3)
 

@@ -133,5 +133,5 @@ def test_itv_per_phase_from_text_and_from_a_mask(engine, crop):
     from_mask = run_itv(phases, Prompt(task="tumour"), generated.phase_masks[0], engine=engine, propagation="engine")
     for result in (from_text, from_mask):
         assert result.report["engine"] == "sam3" and result.itv.array.any()
-        assert [row["prompted_from"] for row in result.report["per_phase"]] == [None, "0", "0"]
+        assert [row["from_phase"] for row in result.report["per_phase"]] == [None, "0", "0"]
     assert from_text.itv.same_grid(image)

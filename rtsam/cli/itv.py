@@ -160,7 +160,7 @@ def _print_report(report: dict, out: str) -> None:
     print(f"ITV {report['itv_volume_ml']} ml from {report['phases']} phases (reference {report['reference_phase']}, "
           f"propagation {report['propagation']}, engine {report['engine'] or 'none (init mask)'}) -> {out}")
     print_table([{**r, "offset_mm": r["offset_mm"]} for r in report["per_phase"]],
-                ["label", "volume_ml", "raw_volume_ml", "offset_mm", "prompted_from", "seconds"])
+                ["label", "volume_ml", "raw_volume_ml", "offset_mm", "from_phase", "seconds"])
     motion = report["motion_mm"]
     print(f"motion (peak-to-peak, mm): x {motion['x_mm']}  y {motion['y_mm']}  z {motion['z_mm']}")
     print(f"MIP ITV: {report['mip_itv']['volume_ml']} ml, Dice vs ITV {report['mip_itv']['dice_vs_itv']}")

@@ -152,7 +152,7 @@ def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: 
     rows = phase_table(masks, labels, phases.reference)
     for row, raw, seconds, source in zip(rows, segmented.masks, segmented.timings_s, segmented.sources):
         row["raw_volume_ml"] = round(float(raw.array.sum()) * raw.voxel_volume_ml, 3)
-        row["prompted_from"] = None if source is None else labels[source]
+        row["from_phase"] = None if source is None else labels[source]
         row["seconds"] = round(seconds, 3)
     empty = sorted({r["phase"] for r in rows if r["volume_ml"] == 0} | set(segmented.empty))
     warnings = list(phases.warnings) + segmented.warnings

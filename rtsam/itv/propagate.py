@@ -28,7 +28,7 @@ class Propagation:
     masks: list[Volume]
     probabilities: list[Volume]
     prompts: list[Prompt]
-    sources: list[int | None]  # the phase each phase was prompted from (None: the user's prompt)
+    sources: list[int | None]  # the phase each phase was prompted or registered from (None: the reference)
     reference: int = 0
     empty: list[int] = field(default_factory=list)
     timings_s: list[float] = field(default_factory=list)
