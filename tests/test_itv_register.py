@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 
 from conftest import oblique_direction
+from rtsam.engines.registry import load_engine
 from rtsam.errors import InputError
 from rtsam.itv import register
 from rtsam.itv.bench import load_case
@@ -44,6 +45,8 @@ def test_itv_from_an_init_mask_needs_no_engine(lung_4dct):
     phases = make_phases(g.phases, [v.metadata["phase_percent"] for v in g.phases], "generated")
     result = run_itv(phases, init_mask=g.phase_masks[0], engine="no-such-engine")
     assert result.report["engine"] is None and result.report["propagation"] == "rigid"
+    given = run_itv(phases, init_mask=g.phase_masks[0], engine=load_engine("sam3d-tiny"))  # as the server does
+    assert given.report["engine"] is None and np.array_equal(given.itv.array, result.itv.array)
     assert np.array_equal(result.phase_masks[0].array, g.phase_masks[0].array)
     assert dice(result.itv, g.truth_itv) > 0.9
     truth_z = [m.ijk_to_lps(np.argwhere(m.array > 0).mean(axis=0)[::-1])[2] for m in g.phase_masks]

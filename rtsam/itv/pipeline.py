@@ -44,7 +44,8 @@ def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | No
         raise InputError(f"propagation must be one of {', '.join(PROPAGATIONS)}, got {propagation!r}")
     timings, start = {}, time.perf_counter()
     first = initial_prompt(phases, prompt, init_mask, margin_mm)
-    if (propagation == "engine" or init_mask is None) and not isinstance(engine, Engine):
+    engine_used = propagation == "engine" or init_mask is None
+    if engine_used and not isinstance(engine, Engine):
         engine = load_engine(engine, checkpoint, device)
     if init_mask is not None and isinstance(engine, Engine) and not engine.accepts_clicks:
         first = initial_prompt(phases, prompt, init_mask, margin_mm, click=False)
@@ -73,7 +74,7 @@ def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | No
     timings["total_s"] = time.perf_counter() - start
     if progress is not None:
         progress(1.0, "done")
-    engine = engine if isinstance(engine, Engine) else None
+    engine = engine if engine_used else None  # a server passes its engine even when registration needs none
     report = _report(phases, engine, propagation, segmented, masks, itv, removed, mip_summary, timings)
     return ITVResult(itv, masks, segmented.masks, mip, report)
 
