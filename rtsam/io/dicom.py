@@ -22,6 +22,12 @@ def check_file(path: str | Path) -> Path:
     return path
 
 
+def is_dicom_file(path: str | Path) -> bool:
+    """True when the file has the DICOM preamble ("DICM" at byte 128)."""
+    with open(path, "rb") as handle:
+        return handle.read(132)[128:132] == b"DICM"
+
+
 def read_dataset(path: str | Path, expected_modality: str | tuple[str, ...] | None = None, header_only: bool = False):
     """Read one DICOM file; InputError when missing, not DICOM, unreadable or of another modality."""
     import pydicom

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import NON_IMAGE_MODALITIES, read_dataset
+from .dicom import NON_IMAGE_MODALITIES, is_dicom_file, read_dataset
 from .files import write_atomically
 from .series import read_series
 
@@ -21,11 +21,6 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(132)[128:132] == b"DICM"
-
-
 def read_image(path: str | Path, series_uid: str | None = None) -> Volume:
     """Read a NIfTI/NRRD/MHA file, a DICOM CT/MR folder, or the series of one DICOM slice file."""
     path = Path(path)
@@ -33,7 +28,7 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Volume:
         raise InputError("file or folder not found", path)
     if path.is_dir():
         return read_series(path, series_uid)
-    if _is_dicom(path):
+    if is_dicom_file(path):
         header = read_dataset(path, header_only=True)
         modality = str(header.get("Modality", "")).upper()
         if modality in NON_IMAGE_MODALITIES:

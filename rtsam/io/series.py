@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import NON_IMAGE_MODALITIES, orientation, read_dataset
+from .dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
 
 
 @dataclass
@@ -117,9 +117,8 @@ def _dropped_files(folder: Path, info: SeriesInfo) -> list[Path]:
     listed = {Path(f).resolve() for f in info.files}
     dropped = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.resolve() not in listed):
-        with open(path, "rb") as handle:
-            if handle.read(132)[128:132] != b"DICM":
-                continue
+        if not is_dicom_file(path):
+            continue
         if str(read_dataset(path, header_only=True).get("SeriesInstanceUID", "")) in ("", info.uid):
             dropped.append(path)
     return dropped

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.dicom import NON_IMAGE_MODALITIES, orientation, read_dataset
+from ..io.dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
 from ..volume import Volume
 
 # Per-slice tags that tell phases apart, most specific first.
@@ -43,9 +43,8 @@ def read_dicom_phases(folder: str | Path) -> tuple[list[Volume], list[float]]:
 def _image_headers(folder: Path) -> list[tuple[Path, object]]:
     found = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        with open(path, "rb") as handle:
-            if handle.read(132)[128:132] != b"DICM":
-                continue
+        if not is_dicom_file(path):
+            continue
         header = read_dataset(path, header_only=True)
         if str(header.get("Modality", "")).upper() not in NON_IMAGE_MODALITIES and "Rows" in header:
             found.append((path, header))

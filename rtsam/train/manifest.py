@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import read_image, read_rtdose
+from ..io.dicom import is_dicom_file
 from ..volume import Volume
 
 COLUMNS = ("image", "label", "dose", "task", "patient")
@@ -180,10 +181,7 @@ def _read_dose(case: Case) -> Volume:
 
 
 def _is_rtdose(path: Path) -> bool:
-    if path.is_dir() or not path.is_file():
-        return False
-    with open(path, "rb") as handle:
-        return handle.read(132)[128:132] == b"DICM"
+    return path.is_file() and is_dicom_file(path)
 
 
 def validate(path: str | Path, default_task: str | None = None, known_tasks: list[str] | None = None,
