@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ALTERED_STRUCTURE = "SCT^49755003^Morphologically Altered Structure"  # category of every preset finding
+ALTERED_STRUCTURE = "SCT^49755003^Morphologically Altered Structure"  # category of every finding and lesion
 
 
 @dataclass(frozen=True)

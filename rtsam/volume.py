@@ -106,12 +106,20 @@ class Volume:
         return c.min(axis=0), c.max(axis=0)
 
     def same_grid(self, other: "Volume", atol: float = 1e-4) -> bool:
-        return (
-            self.array.shape == other.array.shape
-            and np.allclose(self.spacing, other.spacing, atol=atol)
-            and np.allclose(self.origin, other.origin, atol=atol)
-            and np.allclose(self.direction, other.direction, atol=atol)
-        )
+        return self.grid_difference(other, atol, atol, atol) is None
+
+    def grid_difference(self, other: "Volume", spacing_atol: float = 1e-4, origin_atol: float = 1e-4,
+                        direction_atol: float = 1e-4) -> str | None:
+        """The first way ``other``'s grid differs from this one (size, spacing, origin, direction), or None."""
+        if self.array.shape != other.array.shape:
+            return f"size {self.size_ijk} voxels vs {other.size_ijk}"
+        checks = (("spacing", self.spacing, other.spacing, spacing_atol),
+                  ("origin", self.origin, other.origin, origin_atol),
+                  ("direction", self.direction, other.direction, direction_atol))
+        for what, ours, theirs, atol in checks:
+            if not np.allclose(ours, theirs, atol=atol):
+                return f"{what} {np.round(ours, 4).tolist()} vs {np.round(theirs, 4).tolist()}"
+        return None
 
     def with_array(self, array: np.ndarray, **metadata) -> "Volume":
         """A volume on the same grid holding ``array``."""

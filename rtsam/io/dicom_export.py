@@ -16,14 +16,13 @@ import numpy as np
 
 from .. import __version__
 from ..errors import GeometryError, InputError
-from ..presets import preset_for
+from ..presets import ALTERED_STRUCTURE, preset_for
 from ..volume import Volume
 from .contours import mask_contours
 from .dicom import read_dataset, require
 from .files import write_atomically
 from .images import read_image
 
-GENERIC_CATEGORY = "SCT^49755003^Morphologically abnormal structure"
 GENERIC_TYPE = "SCT^52988006^Lesion"
 PALETTE = ((1.0, 0.85, 0.0), (0.2, 0.8, 0.2), (0.2, 0.6, 1.0), (0.9, 0.3, 0.9), (1.0, 0.5, 0.2))
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC")
@@ -164,7 +163,7 @@ def _with_defaults(segment: ExportSegment, index: int, algorithm: Algorithm | No
         segment,
         name=segment.name.strip(),
         color=default_color if segment.color is None else tuple(segment.color),
-        category_code=segment.category_code or (preset.category_code if preset else GENERIC_CATEGORY),
+        category_code=segment.category_code or (preset.category_code if preset else ALTERED_STRUCTURE),
         type_code=segment.type_code or (preset.type_code if preset else GENERIC_TYPE),
         region_code=segment.region_code or (preset.region_code if preset else None),
         algorithm=segment.algorithm or algorithm,
@@ -175,27 +174,15 @@ def _check_mask(segment: ExportSegment, reference: ReferenceSeries, frame: str) 
     """InputError naming the mask file (else the series) when the mask is off-grid or empty."""
     mask, grid = segment.mask, reference.volume
     where = mask.metadata.get("path") or reference.path
-    mismatch = _grid_mismatch(mask, grid)
+    mismatch = mask.grid_difference(grid, SPACING_TOLERANCE_MM, ORIGIN_TOLERANCE_MM, DIRECTION_TOLERANCE)
     if mismatch:
         raise InputError(f"mask {segment.name!r} is not on the grid of the reference series {reference.path} "
-                         f"({mismatch}); resample it onto the series first", where)
+                         f"(mask {mismatch}); resample it onto the series first", where)
     if not np.any(mask.array):
         raise InputError(f"mask {segment.name!r} is empty", where)
     if mask.frame_of_reference_uid and mask.frame_of_reference_uid != frame:
         raise GeometryError(f"mask {segment.name!r} has frame of reference {mask.frame_of_reference_uid}, "
                             f"the reference series {frame}", where)
-
-
-def _grid_mismatch(mask: Volume, grid: Volume) -> str | None:
-    if mask.array.shape != grid.array.shape:
-        return f"size {mask.size_ijk} voxels, series {grid.size_ijk}"
-    checks = (("spacing", mask.spacing, grid.spacing, SPACING_TOLERANCE_MM),
-              ("origin", mask.origin, grid.origin, ORIGIN_TOLERANCE_MM),
-              ("direction", mask.direction, grid.direction, DIRECTION_TOLERANCE))
-    for what, ours, theirs, tolerance in checks:
-        if not np.allclose(ours, theirs, atol=tolerance):
-            return f"{what} {np.round(ours, 4).tolist()}, series {np.round(theirs, 4).tolist()}"
-    return None
 
 
 def _save(dataset, path: str | Path) -> Path:
