@@ -42,7 +42,6 @@ the prompt encoder and mask decoder (three times on the clicked slice).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +52,7 @@ from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, clip_box, ct_window_for_box, detect_modality,
-                              intensity_window, mask_box)
+                              intensity_window, mask_box, outside_box_cleared, slice_extent)
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
@@ -138,14 +137,9 @@ class SlicePlan:
             if click.positive:  # a positive click outside the box extends it
                 lo = np.minimum(lo, [i - BOX_PAD_PX, j - BOX_PAD_PX, k])
                 hi = np.maximum(hi, [i + BOX_PAD_PX, j + BOX_PAD_PX, k])
-        n_k, n_j, n_i = image.array.shape
-        lo = np.maximum(lo, [-0.5, -0.5, 0])
-        hi = np.minimum(hi, [n_i - 0.5, n_j - 0.5, n_k - 1])
-        k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
-        if k1 < k0:  # box thinner than a slice: the nearest slice
-            k0 = k1 = int(np.clip(round((lo[2] + hi[2]) / 2), 0, n_k - 1))
-        middle = int(np.clip(round((lo[2] + hi[2]) / 2), k0, k1))
-        return cls(np.array([lo[0], lo[1], hi[0], hi[1]]), (k0, k1), middle, points)
+        extent = slice_extent(image, lo, hi)
+        middle = int(np.clip(round(extent.centre), extent.k0, extent.k1))
+        return cls(extent.box, (extent.k0, extent.k1), middle, points)
 
     def order(self) -> list[tuple[int, int | None]]:
         """(slice, slice it propagates from) pairs: the middle first, then outwards."""
@@ -184,13 +178,6 @@ def _distance_to(mask: np.ndarray | None, x: float, y: float) -> float:
         return 0.0
     rows, cols = np.nonzero(mask)
     return float(np.sqrt(np.min((cols - x) ** 2 + (rows - y) ** 2)))
-
-
-def outside_box_cleared(probability: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """``probability`` (rows y, columns x) set to 0 outside ``box`` (x0, y0, x1, y1, pixel centres)."""
-    rows, cols = np.arange(probability.shape[0])[:, None], np.arange(probability.shape[1])[None, :]
-    inside = (cols >= box[0]) & (cols <= box[2]) & (rows >= box[1]) & (rows <= box[3])
-    return np.where(inside, probability, 0.0).astype(probability.dtype)
 
 
 def exclude_point(box: np.ndarray, x: float, y: float, prior_mask: np.ndarray | None) -> np.ndarray:

@@ -9,7 +9,9 @@ the 256-grid's pixel coordinates (x = column i, y = row j).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -93,6 +95,33 @@ def box_voxel_extent(image: Volume, box_lps: np.ndarray) -> tuple[np.ndarray, np
     corners = np.array([[box_lps[a][0], box_lps[b][1], box_lps[c][2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
     ijk = image.lps_to_ijk(corners)
     return ijk.min(axis=0), ijk.max(axis=0)
+
+
+class SliceExtent(NamedTuple):
+    k0: int  # first slice
+    k1: int  # last slice (inclusive)
+    box: np.ndarray  # in-plane pixel box (x0, y0, x1, y1) within the slice
+    centre: float  # continuous k of the box centre
+
+
+def slice_extent(image: Volume, lo: np.ndarray, hi: np.ndarray) -> SliceExtent:
+    """The slices and in-plane box of a continuous (i, j, k) extent, clipped to the image; a box
+    thinner than a slice gets its nearest slice."""
+    n_k, n_j, n_i = image.array.shape
+    lo = np.maximum(lo, [-0.5, -0.5, 0])
+    hi = np.minimum(hi, [n_i - 0.5, n_j - 0.5, n_k - 1])
+    k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
+    centre = (lo[2] + hi[2]) / 2
+    if k1 < k0:
+        k0 = k1 = int(np.clip(round(centre), 0, n_k - 1))
+    return SliceExtent(k0, k1, np.array([lo[0], lo[1], hi[0], hi[1]]), float(centre))
+
+
+def outside_box_cleared(probability: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``probability`` (rows y, columns x) set to 0 outside ``box`` (x0, y0, x1, y1, pixel centres)."""
+    rows, cols = np.arange(probability.shape[0])[:, None], np.arange(probability.shape[1])[None, :]
+    inside = (cols >= box[0]) & (cols <= box[2]) & (rows >= box[1]) & (rows <= box[3])
+    return np.where(inside, probability, 0.0).astype(probability.dtype)
 
 
 def mask_box(mask2d: np.ndarray, pad: float = 2.0) -> np.ndarray | None:

@@ -18,7 +18,6 @@ new task or box re-runs only the DETR and mask decoders.
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
-from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window
+from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window, outside_box_cleared, slice_extent
 from .sam3_model import box_input, image_features, kept_logits, load_sam3, pixel_values, probability, text_inputs
 
 
@@ -71,24 +70,10 @@ class SAM3Engine(Engine):
 
 def slice_range(image: Volume, box_lps: np.ndarray | None) -> tuple[int, int, np.ndarray | None]:
     """First and last slice (inclusive) and the in-plane pixel box (x0, y0, x1, y1) of a LPS box."""
-    n_k, n_j, n_i = image.array.shape
     if box_lps is None:
-        return 0, n_k - 1, None
-    lo, hi = box_voxel_extent(image, box_lps)
-    lo = np.maximum(lo, [-0.5, -0.5, 0])
-    hi = np.minimum(hi, [n_i - 0.5, n_j - 0.5, n_k - 1])
-    k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
-    if k1 < k0:  # box thinner than a slice: the nearest slice
-        k0 = k1 = int(np.clip(round((lo[2] + hi[2]) / 2), 0, n_k - 1))
-    return k0, k1, np.array([lo[0], lo[1], hi[0], hi[1]])
-
-
-def inside_box(probability2d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """``probability2d`` with 0 outside the pixel box (x0, y0, x1, y1, pixel centres)."""
-    out = np.zeros_like(probability2d)
-    i0, j0, i1, j1 = math.ceil(box[0]), math.ceil(box[1]), math.floor(box[2]), math.floor(box[3])
-    out[j0:j1 + 1, i0:i1 + 1] = probability2d[j0:j1 + 1, i0:i1 + 1]
-    return out
+        return 0, image.array.shape[0] - 1, None
+    k0, k1, box, _ = slice_extent(image, *box_voxel_extent(image, box_lps))
+    return k0, k1, box
 
 
 class SAM3Context(SliceWiseContext):
@@ -133,7 +118,7 @@ class SAM3Context(SliceWiseContext):
                 logits, best = kept_logits(outputs, self.engine.score_threshold, self.engine.max_instances)
             result[k] = probability(logits, shape)[0]
             if box is not None:
-                result[k] = inside_box(result[k], box)
+                result[k] = outside_box_cleared(result[k], box)
             if float(best[0]) > self.engine.score_threshold:
                 scores.append(float(best[0]))
             if progress is not None:
