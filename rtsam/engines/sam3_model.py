@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +56,20 @@ def load_sam3(folder: str | Path, device: str = "cpu", base: str | Path | None =
         from peft import PeftModel
 
         try:
-            with warnings.catch_warnings():  # peft asks for transformers' deprecated is_gradient_checkpointing
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            with peft_warnings_silenced():
                 model = PeftModel.from_pretrained(model, str(adapter)).get_base_model()
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             raise InputError(f"cannot load the LoRA adapter on {base} ({_first_line(error)})", adapter) from None
         label = f"{label}+{folder_label(adapter)}"
     return LoadedSAM3(model.to(device).eval(), processor, label, base)
+
+
+@contextmanager
+def peft_warnings_silenced():
+    """peft asks for transformers' deprecated ``is_gradient_checkpointing``: a FutureWarning per call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
 
 
 def _adapter_base(adapter: Path) -> Path:

@@ -18,10 +18,10 @@ decoder's). Only ``nn.Linear`` modules are adapted; a pattern that matches none 
 from __future__ import annotations
 
 import fnmatch
-import warnings
 
 from torch import nn
 
+from ..engines.sam3_model import peft_warnings_silenced
 from ..errors import InputError
 
 DEFAULT_TARGETS = ("vision_encoder.backbone.*.[qv]_proj", "detr_encoder.*.[qv]_proj", "detr_decoder.*.[qv]_proj")
@@ -49,7 +49,6 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: floa
     if alpha <= 0 or not 0.0 <= dropout < 1.0:
         raise InputError(f"LoRA alpha must be positive and dropout in [0, 1), got {alpha} and {dropout}")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=resolve_targets(model, targets))
-    with warnings.catch_warnings():  # peft asks for transformers' deprecated is_gradient_checkpointing
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+    with peft_warnings_silenced():
         return get_peft_model(model, config)
 
