@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
 from rtsam.engines.litemedsam import SlicePlan
-from rtsam.engines.litemedsam_prep import Letterbox, detect_modality
+from rtsam.engines.litemedsam_prep import Letterbox, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
 from rtsam.io import read_image
@@ -134,14 +135,35 @@ def test_tightening_fixes_loose_box_overfill_but_not_fitted_boxes(brain, engine)
     assert np.allclose(fitted.state["slices"][plan.middle][1], plan.box)  # the user box, untouched
 
 
-def test_clicks_after_a_tight_box_do_not_lower_dice(brain, engine):
-    """brain1's first click is positive on a slice where the point prompt alone shrank the
-    mask away from it (Dice on that slice 0.86 -> 0.80); the box-alone decode is kept instead."""
+def test_every_click_is_honoured_and_none_lowers_dice(brain, engine):
+    """brain1's first two clicks are positive on a slice whose missed part LiteMedSAM will not
+    take (probability ~0 at the click with any box or point prompt): they are painted in. After
+    each step every click so far holds (positive inside the mask, negative outside)."""
     image, label = brain
-    steps = run_interactive(image, label, engine, clicks=3)["steps"]
-    assert steps[1]["positive"]
-    for before, after in zip(steps, steps[1:]):
-        assert after["dice"] >= before["dice"] - 0.005
+    steps = run_interactive(image, label, engine, clicks=3, keep_masks=True)["steps"]
+    assert steps[1]["positive"] and steps[2]["positive"]
+    assert steps[1]["dice"] > steps[0]["dice"] + 0.01
+    for n, step in enumerate(steps[1:], start=1):
+        assert step["dice"] >= steps[n - 1]["dice"] - 0.005
+        for clicked in steps[1:n + 1]:
+            i, j, k = np.round(image.lps_to_ijk(np.array([clicked["click_lps"]]))[0]).astype(int)
+            assert bool(step["mask"][k, j, i]) == clicked["positive"]
+
+
+def test_unhonoured_positive_clicks_are_painted_up_to_the_mask():
+    probability = np.zeros((40, 60), dtype=np.float32)
+    probability[10:20, 10:20] = 0.9
+    spacing = (0.5, 1.0)  # mm per column, per row
+    inside, outside = (15.0, 15.0, True), (30.0, 15.0, True)  # outside: 11 columns (5.5 mm) from the mask
+    assert np.array_equal(unhonoured_clicks_painted(probability, [inside], spacing), probability)
+    painted = unhonoured_clicks_painted(probability, [outside], spacing) > 0.5
+    assert ndimage.label(painted)[1] == 1  # the disc reaches into the mask ...
+    assert painted[15, 41] and not painted[15, 44]  # ... and its radius is 5.5 mm + 1 px = 13 columns
+    near_negative = unhonoured_clicks_painted(probability, [outside, (30.0, 22.0, False)], spacing) > 0.5
+    assert near_negative[21, 30] and not near_negative[22:, 30].any()  # 7 mm away: radius 6 mm
+    empty = unhonoured_clicks_painted(np.zeros_like(probability), [outside], spacing, empty_radius_mm=2.5)
+    rows, cols = np.nonzero(empty > 0.5)
+    assert empty[15, 30] == 1.0 and np.max(np.hypot((cols - 30) * 0.5, rows - 15)) <= 2.5
 
 
 def test_lung_window_for_a_box_in_lung(lung, engine):

@@ -25,6 +25,11 @@ points (with and without its previous low-res logits as the mask prompt) and wit
 alone, and keeps the decode that honours most clicks, then has the highest predicted IoU: a
 point prompt sometimes shrinks the mask away from a positive click (brain1: 3 clicks on
 one slice, 0.86 -> 0.80 on it).
+A positive click that no decode takes in is painted in: a disc around it reaching one pixel into
+the slice's mask (2.5 mm on an empty slice), kept clear of negative clicks. LiteMedSAM gives ~0
+probability at brain1's first click whatever the box or points, and the simulated clicks kept
+landing on that spot; painted, every click holds, and box + 3 clicks goes 0.854 -> 0.874 on
+brain1, 0.629 -> 0.716 on brain2.
 With the user box unchanged, a click re-decodes only its own slice, from that slice's previous
 box; every other slice keeps its result, so a click never degrades slices it is not on
 (re-propagating from a clicked slice did: brain1 Dice 0.68 -> 0.49). New slices (a positive
@@ -52,7 +57,8 @@ from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, clip_box, ct_window_for_box, detect_modality,
-                              intensity_window, mask_box, outside_box_cleared, slice_extent)
+                              intensity_window, mask_box, outside_box_cleared, slice_extent,
+                              unhonoured_clicks_painted)
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
@@ -265,6 +271,8 @@ class LiteMedSAMContext(SliceWiseContext):
                 probability[k] = self.letterbox.probability(logits)
                 if excluding:
                     probability[k] = outside_box_cleared(probability[k], box)  # excluded points stay out
+                if points:
+                    probability[k] = unhonoured_clicks_painted(probability[k], points, self.image.spacing[:2])
                 logits_out[k], boxes[k], ious[k] = logits.cpu(), box, iou
             if progress is not None:
                 progress((n + 1) / len(order), f"slice {k}")

@@ -139,3 +139,26 @@ def clip_box(box: np.ndarray, limit: np.ndarray) -> np.ndarray:
     if np.any(out[2:] <= out[:2]):
         return limit.copy()
     return out
+
+
+def unhonoured_clicks_painted(probability: np.ndarray, points, spacing: tuple[float, float],
+                              empty_radius_mm: float = 2.5) -> np.ndarray:
+    """``probability`` (rows y, columns x) with every positive click (x, y, True) that lies
+    outside the mask painted in: a disc around the click reaching the mask (one pixel into it),
+    or of ``empty_radius_mm`` on an empty slice, kept clear of the negative clicks."""
+    painted = probability.copy()
+    rows, cols = np.ogrid[:probability.shape[0], :probability.shape[1]]
+    negatives = [(x, y) for x, y, positive in points if not positive]
+    for x, y, positive in points:
+        mask = painted > 0.5
+        r, c = min(max(round(y), 0), mask.shape[0] - 1), min(max(round(x), 0), mask.shape[1] - 1)
+        if not positive or mask[r, c]:
+            continue
+        squared_mm = ((cols - x) * spacing[0]) ** 2 + ((rows - y) * spacing[1]) ** 2
+        radius = np.sqrt(squared_mm[mask].min()) + max(spacing) if mask.any() else empty_radius_mm
+        for nx, ny in negatives:  # a negative click stays outside the disc
+            radius = min(radius, np.hypot((nx - x) * spacing[0], (ny - y) * spacing[1]) - max(spacing))
+        disc = squared_mm <= max(radius, 0.0) ** 2
+        disc[r, c] = True
+        painted[disc] = 1.0
+    return painted
