@@ -38,7 +38,8 @@ cerebral radiation necrosis) with a 3D SAM and progressive prompts.
 <li>Choose a task preset or type free text; add patient notes if useful.</li>
 <li>Click <b>Box from dose</b> (default 0.8 x Dmax) and move the ROI if needed, or place your own ROI.</li>
 <li>Click <b>Apply</b>. Refine with include (Alt+I) and exclude (Alt+E) points: each point re-runs
-only the decoder. Ctrl+Z undoes the last prompt.</li>
+only the decoder (with LiteMedSAM, an include point the model does not take is painted in up to
+the segmentation). Ctrl+Z undoes the last prompt.</li>
 <li>Check the predicted quality (low scores are flagged) and export the segmentation
 (.seg.nrrd, DICOM SEG or DICOM RTSTRUCT).</li></ol>"""
         self.parent.acknowledgementText = """
