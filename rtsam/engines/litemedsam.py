@@ -56,9 +56,9 @@ import torch
 from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
-from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, clip_box, ct_window_for_box, detect_modality,
-                              intensity_window, mask_box, outside_box_cleared, slice_extent,
-                              unhonoured_clicks_painted)
+from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, ct_window_for_box,
+                              detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
+                              slice_extent, unhonoured_clicks_painted)
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
@@ -169,21 +169,13 @@ class SlicePlan:
         points = self.points.get(k, [])
         for x, y, positive in points:
             if positive:
-                reach = BOX_PAD_PX + 2.0 * _distance_to(prior_mask, x, y)
+                reach = BOX_PAD_PX + 2.0 * distance_to(prior_mask, x, y)
                 box = np.array([min(box[0], x - reach), min(box[1], y - reach),
                                 max(box[2], x + reach), max(box[3], y + reach)])
         for x, y, positive in points:
             if not positive and box[0] < x < box[2] and box[1] < y < box[3]:
                 box = exclude_point(box, x, y, prior_mask)
         return box
-
-
-def _distance_to(mask: np.ndarray | None, x: float, y: float) -> float:
-    """Pixels from (x, y) to the nearest pixel of ``mask`` (0 without a mask or inside it)."""
-    if mask is None or not mask.any():
-        return 0.0
-    rows, cols = np.nonzero(mask)
-    return float(np.sqrt(np.min((cols - x) ** 2 + (rows - y) ** 2)))
 
 
 def exclude_point(box: np.ndarray, x: float, y: float, prior_mask: np.ndarray | None) -> np.ndarray:
@@ -304,9 +296,7 @@ class LiteMedSAMContext(SliceWiseContext):
 
     def clicks_honoured(self, logits: torch.Tensor, points) -> int:
         inside = self.letterbox.probability(logits) > 0.5
-        rows, cols = inside.shape
-        return sum(bool(inside[min(max(round(y), 0), rows - 1), min(max(round(x), 0), cols - 1)]) == positive
-                   for x, y, positive in points)
+        return sum(bool(inside[click_pixel(inside.shape, x, y)]) == positive for x, y, positive in points)
 
     def tightened(self, embedding: torch.Tensor, logits: torch.Tensor, iou: float, limit: np.ndarray):
         """(logits, IoU, box) after up to TIGHTEN_STEPS re-decodes, each with the box of the

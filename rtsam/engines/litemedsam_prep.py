@@ -141,6 +141,20 @@ def clip_box(box: np.ndarray, limit: np.ndarray) -> np.ndarray:
     return out
 
 
+def click_pixel(shape: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+    """(row, column) of the pixel nearest to (x, y), inside a slice of ``shape``."""
+    return min(max(round(y), 0), shape[0] - 1), min(max(round(x), 0), shape[1] - 1)
+
+
+def distance_to(mask: np.ndarray | None, x: float, y: float, spacing: tuple[float, float] = (1.0, 1.0)) -> float:
+    """Distance (pixels, or mm with ``spacing`` per column and row) from (x, y) to the nearest
+    pixel of ``mask``; 0 without a mask or inside it."""
+    if mask is None or not mask.any():
+        return 0.0
+    rows, cols = np.nonzero(mask)
+    return float(np.sqrt(np.min(((cols - x) * spacing[0]) ** 2 + ((rows - y) * spacing[1]) ** 2)))
+
+
 def unhonoured_clicks_painted(probability: np.ndarray, points, spacing: tuple[float, float],
                               empty_radius_mm: float = 2.5) -> np.ndarray:
     """``probability`` (rows y, columns x) with every positive click (x, y, True) that lies
@@ -151,14 +165,13 @@ def unhonoured_clicks_painted(probability: np.ndarray, points, spacing: tuple[fl
     negatives = [(x, y) for x, y, positive in points if not positive]
     for x, y, positive in points:
         mask = painted > 0.5
-        r, c = min(max(round(y), 0), mask.shape[0] - 1), min(max(round(x), 0), mask.shape[1] - 1)
+        r, c = click_pixel(mask.shape, x, y)
         if not positive or mask[r, c]:
             continue
-        squared_mm = ((cols - x) * spacing[0]) ** 2 + ((rows - y) * spacing[1]) ** 2
-        radius = np.sqrt(squared_mm[mask].min()) + max(spacing) if mask.any() else empty_radius_mm
+        radius = distance_to(mask, x, y, spacing) + max(spacing) if mask.any() else empty_radius_mm
         for nx, ny in negatives:  # a negative click stays outside the disc
             radius = min(radius, np.hypot((nx - x) * spacing[0], (ny - y) * spacing[1]) - max(spacing))
-        disc = squared_mm <= max(radius, 0.0) ** 2
+        disc = ((cols - x) * spacing[0]) ** 2 + ((rows - y) * spacing[1]) ** 2 <= max(radius, 0.0) ** 2
         disc[r, c] = True
         painted[disc] = 1.0
     return painted
