@@ -252,6 +252,8 @@ def _rtstruct_header(reference: ReferenceSeries, label: str):
     now = datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.FrameOfReferenceUID = reference.frame_of_reference_uid
+    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), SERIES_NUMBER
     ds.SeriesDescription, ds.OperatorsName = f"{label} structures"[:64], ""
     ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = MANUFACTURER, MODEL, __version__
