@@ -38,6 +38,11 @@ def register(subparsers) -> None:
     p.add_argument("--margin-mm", type=float, nargs="+", metavar="MM",
                    help="box margin when propagating engine prompts between phases: one value or x y z (LPS mm; default: "
                         "the pipeline's MARGIN_MM, rtsam.itv.propagate)")
+    p.add_argument("--out-dicom", metavar="FILE",
+                   help="also write the ITV and each phase's mask (ITV, GTV_phase00, ...) as one DICOM file on the "
+                        "reference phase (with --dicom its series; otherwise that phase is written as a CT series in "
+                        "FILE's folder, <stem>_series)")
+    p.add_argument("--dicom-format", choices=("rtstruct", "seg"), default="rtstruct", help="format of --out-dicom")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_itv_command)
 
@@ -95,6 +100,8 @@ def run_itv_command(args) -> int:
         write_image(result.mip_itv, args.mip_out)
     if args.phase_masks_dir:
         _write_phase_masks(result.phase_masks, phases.labels(), Path(args.phase_masks_dir), write_image)
+    if args.out_dicom:
+        result.report["dicom"] = _write_itv_dicom(result, phases, args)
     for warning in result.report["warnings"]:
         print(f"rtsam itv: warning: {warning}", file=sys.stderr)
     if args.json:
@@ -141,6 +148,25 @@ def run_bench_command(args) -> int:
                            "itv_s", "itv_dice", "exact_motion_itv_dice", "mip_itv_dice_vs_truth", "phase_dice_mean",
                            "phase_dice_min"])
     return 0
+
+
+def _write_itv_dicom(result, phases, args) -> dict:
+    """The ITV and phase masks as one RTSTRUCT/SEG on the reference phase's DICOM series."""
+    from ..io.dicom_export import Algorithm
+    from ..itv.dicom_out import write_itv_dicom, write_reference_series
+
+    out = Path(args.out_dicom)
+    reference, series_folder = phases.grid, None
+    if not reference.metadata.get("files"):  # phases not read from DICOM: write the reference phase as a series
+        series_folder = out.parent / f"{out.name.split('.')[0]}_series"
+        reference = write_reference_series(phases.grid, series_folder)
+    engine = result.report.get("engine")
+    algorithm = Algorithm(f"rtsam itv ({engine or args.propagation})", "", "SEMIAUTOMATIC")
+    path, empty = write_itv_dicom(result.itv, result.phase_masks, reference, out, args.dicom_format, algorithm)
+    for name in empty:
+        result.report["warnings"].append(f"{name} is empty and left out of {path}")
+    return {"path": str(path), "format": args.dicom_format, "empty_phases": empty,
+            "written_reference_series": str(series_folder) if series_folder else None}
 
 
 def _polarity(text: str) -> bool:

@@ -101,8 +101,10 @@ def _read_group(files: list, folder: Path) -> Volume:
     except RuntimeError as error:
         raise InputError(f"cannot read DICOM slices: {str(error).strip().splitlines()[-1]}", folder) from None
     first = files[order[0]][1]
+    metadata = {"path": str(folder), "modality": str(first.get("Modality", "")) or None,
+                "files": [str(files[i][0]) for i in order]}  # slice files in k order (DICOM export references them)
     return Volume.from_sitk(image, frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")) or None,
-                            metadata={"path": str(folder), "modality": str(first.get("Modality", "")) or None})
+                            metadata=metadata)
 
 
 def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False) -> Path:
