@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import print_json, print_table, progress_bar
+from .pacs_options import add_pacs_options, pacs_input, send_result
 
 # rtsam.itv.pipeline.PROPAGATIONS, spelled out: importing rtsam.itv loads scipy on every rtsam start
 PROPAGATIONS = ("rigid", "deformable", "engine")
@@ -44,6 +45,7 @@ def register(subparsers) -> None:
                         "FILE's folder, <stem>_series)")
     p.add_argument("--dicom-format", choices=("rtstruct", "seg"), default="rtstruct", help="format of --out-dicom")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_pacs_options(p, "--dicom")  # --to-pacs sends the --out-dicom file (default <out stem>.rtstruct.dcm)
     p.set_defaults(func=run_itv_command)
 
     g = subparsers.add_parser("itv-generate", help="synthetic 4DCT from a CT and lesion mask (Lujan cos^4 breathing)")
@@ -75,13 +77,22 @@ def register(subparsers) -> None:
 
 
 def run_itv_command(args) -> int:
+    if args.from_pacs and not args.dicom:
+        raise InputError("--from-pacs fetches the study given as --dicom STUDY_UID")
+    if args.to_pacs and not args.out_dicom:
+        args.out_dicom = str(Path(args.out).with_name(Path(args.out).name.split(".")[0] + ".rtstruct.dcm"))
+    with pacs_input(args, args.dicom) as dicom:
+        return _itv(args, dicom)
+
+
+def _itv(args, dicom) -> int:
     from ..engines.base import Click, Prompt
     from ..io import read_image, write_image
     from ..itv.phases import load_phases
     from ..itv.pipeline import run_itv
     from ..itv.propagate import MARGIN_MM
 
-    phases = load_phases(args.phases or None, args.seq, args.dicom, args.reference_phase)
+    phases = load_phases(args.phases or None, args.seq, dicom, args.reference_phase)
     init_mask = read_image(args.init_mask) if args.init_mask else None
     clicks = [Click(tuple(float(v) for v in c[:3]), _polarity(c[3])) for c in args.click]
     prompt = Prompt(task=args.task, box_lps=args.box, clicks=clicks)
@@ -102,6 +113,9 @@ def run_itv_command(args) -> int:
         _write_phase_masks(result.phase_masks, phases.labels(), Path(args.phase_masks_dir), write_image)
     if args.out_dicom:
         result.report["dicom"] = _write_itv_dicom(result, phases, args)
+    if args.to_pacs:
+        written = result.report["dicom"]["written_reference_series"]
+        result.report["pacs"] = send_result([args.out_dicom, *([written] if written else [])], args)
     for warning in result.report["warnings"]:
         print(f"rtsam itv: warning: {warning}", file=sys.stderr)
     if args.json:

@@ -21,6 +21,9 @@ from ..volume import Volume
 PHASE_TAGS = ("NominalPercentageOfRespiratoryPhase", "TemporalPositionIndex", "TemporalPositionIdentifier", "TriggerTime")
 PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                  "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID",
+                  "PositionReferenceIndicator", "PatientPosition")
 
 
 def read_dicom_phases(folder: str | Path) -> tuple[list[Volume], list[float]]:
@@ -107,14 +110,16 @@ def _read_group(files: list, folder: Path) -> Volume:
                             metadata=metadata)
 
 
-def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False) -> Path:
+def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False,
+                       like=None) -> Path:
     """Write phases as CT slices: a series per phase ("xx%" in the description), or one series
-    with NominalPercentageOfRespiratoryPhase per slice when ``one_series``."""
+    with NominalPercentageOfRespiratoryPhase per slice when ``one_series``. ``like``: a dataset
+    whose patient, study and frame of reference the slices join (default: new ones)."""
     from pydicom.uid import generate_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    study = _study_header(generate_uid(), generate_uid())
+    study = _study_header(like)
     shared_series = generate_uid()
     for n, (volume, value) in enumerate(zip(volumes, values)):
         series = shared_series if one_series else generate_uid()
@@ -129,10 +134,11 @@ def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[f
     return folder
 
 
-def _study_header(study_uid: str, frame_uid: str):
+def _study_header(like=None):
     """Patient, study, frame of reference and equipment shared by every slice (the CT Image IOD's
-    type 1 and 2 attributes; unknown ones present and empty)."""
+    type 1 and 2 attributes; unknown ones present and empty), those of ``like`` when given."""
     from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
 
     from .. import __version__
 
@@ -140,13 +146,16 @@ def _study_header(study_uid: str, frame_uid: str):
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Synthetic^4DCT", "RTSAM4DCT", "", "O"
-    ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime = study_uid, now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime = generate_uid(), now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "RTSAM", "", ""
-    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
+    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = generate_uid(), ""
     ds.Modality, ds.Laterality, ds.PatientPosition = "CT", "", "HFS"
     ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "SlicerRTSAM", "rtsam", __version__
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]  # resampled or synthetic, not as scanned
     ds.AcquisitionNumber, ds.KVP = 1, ""
+    for keyword in STUDY_KEYWORDS:
+        if like is not None and like.get(keyword) is not None:
+            setattr(ds, keyword, like.get(keyword))
     return ds
 
 
