@@ -110,6 +110,7 @@ def test_fetch_back_by_dicomweb(pacs, rt_study, stored, tmp_path, capsys):
 
 def test_clear_errors(pacs, stored, rt_study, tmp_path, capsys):
     port = parse_node(pacs.node).port
+    assert cli(capsys, "dicom", "echo", "--to", pacs.node)[:2] == (0, f"{pacs.node} answered\n")
     cases = [
         (["fetch", "--study", "1.2.3.4", "--from", pacs.node, "--out", tmp_path], "study 1.2.3.4 not found on"),
         (["fetch", "--study", "1.2.3.4", "--from", pacs.dicomweb, "--out", tmp_path], "study 1.2.3.4 not found on"),
@@ -117,6 +118,7 @@ def test_clear_errors(pacs, stored, rt_study, tmp_path, capsys):
          "rejected the association: called AE title NOSUCHAE not recognised"),
         (["find", "--study", stored, "--from", pacs.node, "--aet", "STRANGER"],
          "rejected the association: calling AE title STRANGER not recognised"),
+        (["echo", "--to", f"NOSUCHAE@127.0.0.1:{port}"], "called AE title NOSUCHAE not recognised"),
         (["send", rt_study[2][0], "--to", "PACS@127.0.0.1"], "AET@HOST:PORT"),
         (["send", tmp_path / "missing.dcm", "--to", pacs.node], "missing.dcm: file or folder not found"),
     ]

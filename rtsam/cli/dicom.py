@@ -7,13 +7,16 @@ from .common import print_json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("dicom", help="send DICOM to a PACS, query it, fetch a study",
+    p = subparsers.add_parser("dicom", help="send DICOM to a PACS, check it answers, query it, fetch a study",
                               description="PACS nodes are AET@HOST:PORT; fetch also takes a DICOMweb root URL.")
     commands = p.add_subparsers(dest="dicom_command", metavar="ACTION", required=True)
     send = commands.add_parser("send", help="C-STORE files (folders searched) to a PACS")
     send.add_argument("files", nargs="+", metavar="FILE", help="DICOM files or folders")
     send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the PACS")
     send.set_defaults(func=run_send)
+    echo = commands.add_parser("echo", help="C-ECHO: does the PACS answer us?")
+    echo.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="the PACS")
+    echo.set_defaults(func=run_echo)
     find = commands.add_parser("find", help="C-FIND a study: patient, date, modalities, instance count")
     find.add_argument("--study", required=True, metavar="UID", help="StudyInstanceUID")
     find.add_argument("--from", dest="source", required=True, metavar="AET@HOST:PORT", help="the PACS")
@@ -24,7 +27,7 @@ def register(subparsers) -> None:
                        help="the PACS, or a DICOMweb root URL (http://host:port/dicom-web)")
     fetch.add_argument("--out", required=True, metavar="DIR", help="folder for the files (<SOPInstanceUID>.dcm)")
     fetch.set_defaults(func=run_fetch)
-    for sub in (send, find, fetch):
+    for sub in (send, echo, find, fetch):
         add_network_options(sub)
         sub.add_argument("--json", action="store_true", help="print JSON")
 
@@ -68,6 +71,17 @@ def run_send(args) -> int:
         print_json(report)
     else:
         print(f"sent {len(files)} file(s) to {args.to}")
+    return 0
+
+
+def run_echo(args) -> int:
+    from ..io.pacs import echo, parse_node
+
+    echo(parse_node(args.to), **network(args))
+    if args.json:
+        print_json({"to": args.to, "answered": True})
+    else:
+        print(f"{args.to} answered")
     return 0
 
 

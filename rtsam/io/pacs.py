@@ -177,12 +177,12 @@ def _associate(node: Node, calling_aet: str, timeout: float, retries: int, reque
     from pynetdicom import AE
 
     for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(RETRY_WAIT_S * attempt)
         try:
             _reachable(node, timeout)
-        except PACSError:
-            if attempt == retries:
-                raise
-            time.sleep(RETRY_WAIT_S * (attempt + 1))
+        except PACSError as error:
+            failure = str(error)
             continue
         ae = AE(ae_title=calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
@@ -192,11 +192,8 @@ def _associate(node: Node, calling_aet: str, timeout: float, retries: int, reque
             return assoc
         if assoc.is_rejected:
             raise PACSError(_rejection(assoc.acceptor.primitive, node, calling_aet))
-        if attempt == retries:
-            raise PACSError(f"{node} did not answer the association request within {timeout:g} s "
-                            f"({retries + 1} attempts)")
-        time.sleep(RETRY_WAIT_S * (attempt + 1))
-    raise AssertionError("unreachable")
+        failure = f"{node} did not answer the association request within {timeout:g} s"
+    raise PACSError(f"{failure} ({retries + 1} attempts)")
 
 
 def _reachable(node: Node, timeout: float) -> None:
