@@ -199,3 +199,13 @@ def test_itv_from_and_to_pacs(pacs, small_case, tmp_path, capsys):
 def _phase0_series(folder) -> str:
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in folder.glob("*.dcm")]
     return next(h.SeriesInstanceUID for h in headers if h.get("SeriesDescription") == "4DCT 0%")
+
+
+def test_batch_options_need_dicom(pacs, small_case, tmp_path, capsys):
+    folder, (ct, gtv) = small_case
+    code, _, err = cli(capsys, "segment", ct, "--to-pacs", pacs.node, "--out", tmp_path / "m.nrrd",
+                       "--box", "0", "0", "0", "5", "5", "5")
+    assert code == 2 and f"{ct}: --to-pacs sends a DICOM SEG on the image's series" in err
+    code, _, err = cli(capsys, "itv", ct, ct, "--from-pacs", pacs.node, "--init-mask", gtv, "--out", tmp_path / "i.nrrd")
+    assert code == 2 and "--from-pacs fetches the study given as --dicom STUDY_UID" in err
+    assert not (tmp_path / "m.nrrd").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import print_json, print_table, progress_bar
-from .pacs_options import add_pacs_options, pacs_input, send_result
+from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 # rtsam.itv.pipeline.PROPAGATIONS, spelled out: importing rtsam.itv loads scipy on every rtsam start
 PROPAGATIONS = ("rigid", "deformable", "engine")
@@ -80,7 +80,7 @@ def run_itv_command(args) -> int:
     if args.from_pacs and not args.dicom:
         raise InputError("--from-pacs fetches the study given as --dicom STUDY_UID")
     if args.to_pacs and not args.out_dicom:
-        args.out_dicom = str(Path(args.out).with_name(Path(args.out).name.split(".")[0] + ".rtstruct.dcm"))
+        args.out_dicom = str(beside(args.out, ".rtstruct.dcm"))
     with pacs_input(args, args.dicom) as dicom:
         return _itv(args, dicom)
 
@@ -172,7 +172,7 @@ def _write_itv_dicom(result, phases, args) -> dict:
     out = Path(args.out_dicom)
     reference, series_folder = phases.grid, None
     if not reference.metadata.get("files"):  # phases not read from DICOM: write the reference phase as a series
-        series_folder = out.parent / f"{out.name.split('.')[0]}_series"
+        series_folder = beside(out, "_series")
         reference = write_reference_series(phases.grid, series_folder)
     engine = result.report.get("engine")
     algorithm = Algorithm(f"rtsam itv ({engine or args.propagation})", "", "SEMIAUTOMATIC")

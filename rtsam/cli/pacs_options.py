@@ -35,3 +35,9 @@ def send_result(files, args) -> dict:
     """C-STORE the result files to --to-pacs; what was sent, for the report."""
     sent = send_files(files, args.to_pacs, args)
     return {"to": args.to_pacs, "sent": [str(f) for f in sent]}
+
+
+def beside(path, suffix: str) -> Path:
+    """``dir/name.nii.gz`` -> ``dir/name<suffix>``: where a command writes the DICOM form of an output."""
+    path = Path(path)
+    return path.with_name(path.name.split(".")[0] + suffix)

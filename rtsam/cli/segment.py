@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import add_ct_window, engine_options, print_json, progress_bar
-from .pacs_options import add_pacs_options, pacs_input, send_result
+from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 
 def register(subparsers) -> None:
@@ -57,6 +57,8 @@ def segment(args, image_path) -> int:
     from ..session import Session
 
     image = read_image(image_path)
+    if args.to_pacs and not image.metadata.get("files"):
+        raise InputError("--to-pacs sends a DICOM SEG on the image's series: give a DICOM image", args.image)
     clicks = [parse_click(c) for c in args.click]
     if args.box is not None and args.dose:
         raise InputError("give either --box or --dose, not both")
@@ -89,14 +91,8 @@ def segment(args, image_path) -> int:
 
 def _send_seg(result, image, mask_path, args) -> dict:
     """The mask as a DICOM SEG on the image's series, written next to the mask and sent to --to-pacs."""
-    from pathlib import Path
-
-    from ..errors import InputError
     from ..io.dicom_export import Algorithm, reference_of, write_dicom_seg
 
-    if not image.metadata.get("files"):
-        raise InputError("--to-pacs sends a DICOM SEG on the image's series: give a DICOM image", args.image)
     algorithm = Algorithm(result.engine, str(result.weights or ""), "SEMIAUTOMATIC")
-    seg = write_dicom_seg({"Lesion": result.mask}, reference_of(image), Path(mask_path).with_name(
-        Path(mask_path).name.split(".")[0] + ".seg.dcm"), algorithm)
+    seg = write_dicom_seg({"Lesion": result.mask}, reference_of(image), beside(mask_path, ".seg.dcm"), algorithm)
     return send_result([seg], args)
