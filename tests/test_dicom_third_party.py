@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from dicom_tools import dciodvfy_errors
 from rtsam.cli import main
 from rtsam.dvh import compute_dvh
 from rtsam.io import read_rtdose
@@ -56,6 +57,12 @@ def test_dicompyler_core_reads_our_rtstruct_with_the_real_dose(rt_case, breast_e
         assert mean == pytest.approx(compute_dvh(dose, mask).mean_gy, rel=1e-3, abs=0.005), name
         if volume >= LARGE_CC:
             assert mean == pytest.approx(ours[name]["mean_gy"], rel=0.01), name
+
+
+
+def test_rtstruct_in_the_real_study_has_no_dciodvfy_errors(breast_export):
+    reference, _, rtstruct = breast_export
+    assert dciodvfy_errors(rtstruct) == [] and dciodvfy_errors(reference.volume.metadata["files"][0]) == []
 
 
 def raw_seg_masks(path, reference) -> dict[int, np.ndarray]:
