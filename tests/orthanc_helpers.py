@@ -2,6 +2,7 @@
 folder and a test configuration (AE title, our SCU as a known modality, DICOMweb plugin)."""
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -59,10 +60,18 @@ def config(folder: Path, dicom_port: int, http_port: int) -> dict:
     }
 
 
+def bypass_proxies_for_loopback() -> None:
+    """HTTP clients (urllib, requests) send even 127.0.0.1 through an http_proxy unless no_proxy says not to."""
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [h for h in os.environ.get(name, "").split(",") if h]
+        os.environ[name] = ",".join(dict.fromkeys(hosts + ["127.0.0.1", "localhost"]))
+
+
 @contextmanager
 def running_orthanc(folder: Path):
     """Start Orthanc with a fresh configuration in ``folder``; stop it afterwards."""
     binary = require_tool("Orthanc")
+    bypass_proxies_for_loopback()
     folder.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = free_port(), free_port()
     (folder / "orthanc.json").write_text(json.dumps(config(folder, dicom_port, http_port)))

@@ -20,7 +20,7 @@ from rtsam.cli import main
 from rtsam.errors import PACSError
 from rtsam.io import read_image, read_rtstruct
 from rtsam.io.dicom_export import read_reference, write_dicom_seg, write_rtstruct
-from rtsam.io.pacs import Node, echo, parse_node
+from rtsam.io.pacs import Node, echo, fetch, parse_node, send
 from rtsam.itv.dicom4d import write_dicom_phases
 from test_cli_segment import box_args
 from test_dicom_export import ENGINE, right_handed
@@ -209,3 +209,17 @@ def test_batch_options_need_dicom(pacs, small_case, tmp_path, capsys):
     code, _, err = cli(capsys, "itv", ct, ct, "--from-pacs", pacs.node, "--init-mask", gtv, "--out", tmp_path / "i.nrrd")
     assert code == 2 and "--from-pacs fetches the study given as --dicom STUDY_UID" in err
     assert not (tmp_path / "m.nrrd").exists()
+
+
+def test_incomplete_fetch_is_an_error(pacs, rt_study, tmp_path):
+    """A study holding an object no storage context of ours takes (ultrasound): C-GET says so."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(rt_study[2][0])
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # US Image Storage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "us.dcm")
+    send([tmp_path / "us.dcm"], parse_node(pacs.node))
+    with pytest.raises(PACSError, match=r"incomplete .*0 received, 1 failed"):
+        fetch(parse_node(pacs.node), ds.StudyInstanceUID, tmp_path / "out")

@@ -29,6 +29,10 @@ RETRIEVED_CLASSES = (
     "RTDoseStorage", "RTStructureSetStorage", "RTPlanStorage", "RTIonPlanStorage", "RTImageStorage",
     "SegmentationStorage", "SpatialRegistrationStorage", "DeformableSpatialRegistrationStorage",
     "SecondaryCaptureImageStorage", "ComputedRadiographyImageStorage", "EncapsulatedPDFStorage",
+    "EnhancedPETImageStorage", "NuclearMedicineImageStorage", "DigitalXRayImageStorageForPresentation",
+    "RTBeamsTreatmentRecordStorage", "RTIonBeamsTreatmentRecordStorage", "RTTreatmentSummaryRecordStorage",
+    "SurfaceSegmentationStorage", "KeyObjectSelectionDocumentStorage", "BasicTextSRStorage", "EnhancedSRStorage",
+    "ComprehensiveSRStorage", "GrayscaleSoftcopyPresentationStateStorage",
 )
 
 
@@ -153,10 +157,11 @@ def fetch(node: Node, study_uid: str, out: str | Path, calling_aet: str = CALLIN
     finally:
         assoc.release()
     final = statuses[-1]
-    if final.Status not in SUCCESS | WARNINGS or not written:
-        failed = final.get("NumberOfFailedSuboperations", "?")
-        raise PACSError(f"C-GET of study {study_uid} from {node} failed (status 0x{final.Status:04X}, "
-                        f"{len(written)} received, {failed} failed)")
+    failed = int(final.get("NumberOfFailedSuboperations") or 0)
+    if final.Status not in SUCCESS | WARNINGS or failed or not written:
+        raise PACSError(f"C-GET of study {study_uid} from {node} incomplete (status 0x{final.Status:04X}, "
+                        f"{len(written)} received, {failed} failed: objects of a kind rtsam does not take, "
+                        f"or refused by the PACS)")
     return written
 
 
