@@ -20,7 +20,7 @@ from rtsam.cli import main
 from rtsam.errors import PACSError
 from rtsam.io import read_image, read_rtstruct
 from rtsam.io.dicom_export import read_reference, write_dicom_seg, write_rtstruct
-from rtsam.io.pacs import Node, echo, fetch, parse_node, send
+from rtsam.io.pacs import Node, echo, fetch, find_study, parse_node, send
 from rtsam.itv.dicom4d import write_dicom_phases
 from test_cli_segment import box_args
 from test_dicom_export import ENGINE, right_handed
@@ -221,5 +221,6 @@ def test_incomplete_fetch_is_an_error(pacs, rt_study, tmp_path):
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.save_as(tmp_path / "us.dcm")
     send([tmp_path / "us.dcm"], parse_node(pacs.node))
+    assert find_study(parse_node(pacs.node), ds.StudyInstanceUID)["modalities"] == [ds.Modality]
     with pytest.raises(PACSError, match=r"incomplete .*0 received, 1 failed"):
         fetch(parse_node(pacs.node), ds.StudyInstanceUID, tmp_path / "out")

@@ -114,9 +114,10 @@ def find_study(node: Node, study_uid: str, calling_aet: str = CALLING_AET, timeo
     if not matches:
         raise PACSError(f"study {study_uid} not found on {node}")
     found = matches[0]
+    modalities = found.get("ModalitiesInStudy") or []
     return {"study_uid": study_uid, "patient_id": str(found.get("PatientID", "")),
             "study_date": str(found.get("StudyDate", "")),
-            "modalities": list(found.get("ModalitiesInStudy") or []) if found.get("ModalitiesInStudy") else [],
+            "modalities": [modalities] if isinstance(modalities, str) else list(modalities),
             "instances": int(found.get("NumberOfStudyRelatedInstances") or 0)}
 
 
