@@ -1,4 +1,4 @@
-"""``rtsam dicom send|find|fetch``: DICOM files to and from a PACS (C-STORE, C-FIND, C-GET) or a
+"""``rtsam dicom send|echo|find|fetch``: DICOM files to and from a PACS (C-STORE, C-FIND, C-GET) or a
 DICOMweb server (fetch from a URL)."""
 
 from __future__ import annotations

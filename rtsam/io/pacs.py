@@ -76,7 +76,7 @@ def send(paths, node: Node, calling_aet: str = CALLING_AET, timeout: float = TIM
     files = dicom_files(paths)
     headers = [read_dataset(f, header_only=True) for f in files]
     contexts = sorted({(str(h.file_meta.MediaStorageSOPClassUID), str(h.file_meta.TransferSyntaxUID)) for h in headers})
-    if len({c for c, _ in contexts}) > 128:
+    if len(contexts) > 128:  # one presentation context per (SOP class, transfer syntax)
         raise InputError("more than 128 kinds of DICOM object in one send; send them in groups")
 
     def requested(ae):
