@@ -24,6 +24,7 @@ EXPIRED_REMEMBERED = 4096
 
 class StoreError(Exception):
     status = 400
+    retry_after: float | None = None  # seconds; sent as Retry-After when set
 
 
 class UnknownSession(StoreError):
@@ -36,6 +37,7 @@ class SessionExpired(StoreError):
 
 class StoreFull(StoreError):
     status = 503
+    retry_after = 30.0
 
 
 class OwnerLimit(StoreError):
@@ -125,7 +127,7 @@ class SessionStore:
             owned = sum(s.owner == owner for s in self._sessions.values())
             if owned >= self.max_per_owner:
                 raise OwnerLimit(f"this API key already has {owned} open sessions (limit {self.max_per_owner}); "
-                                 "close some first")
+                                 "close some first (limit: --max-sessions-per-key)")
             session = ServerSession(secrets.token_urlsafe(24), owner, image, self.engine, self.clock())
             self._sessions[session.id] = session
             return session
