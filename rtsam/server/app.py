@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 from .. import __version__
 from ..engines.base import Engine, SegmentationResult
 from ..errors import CancelledError, RTSAMError
-from . import API_VERSION, wire
+from . import API_VERSION, DEADLINE_HEADER, wire
 from .admission import Scheduler, ServiceTimes
 from .auth import HEADER, AuthError, KeyChecker
 from .config import ServerConfig
@@ -31,7 +31,6 @@ from .sessions import ServerSession, SessionStore, StoreError
 
 log = logging.getLogger("rtsam.server")
 CLIENT_API_HEADER = "X-RTSAM-API"
-DEADLINE_HEADER = "X-RTSAM-Deadline"
 FRAME_BODY = {"requestBody": {"required": True, "content": {wire.CONTENT_TYPE: {"schema": {"type": "string",
                                                                                           "format": "binary"}}}}}
 FRAME_RESPONSE = {200: {"content": {wire.CONTENT_TYPE: {}}, "description": "an rtsam wire frame"}}

@@ -17,6 +17,7 @@ from typing import Callable
 
 from ..engines.base import Engine, EngineContext, SegmentationResult
 from ..volume import Volume
+from .wire import prompt_to_dict
 
 RESULTS_KEPT = 8  # recent results a prediction may refine (each holds a mask and logits)
 EXPIRED_REMEMBERED = 4096
@@ -83,6 +84,14 @@ class ServerSession:
         """Free the embeddings (they are recomputed on the next prediction)."""
         if self._context is not None:
             self._context.clear_cache()
+
+    def state(self) -> dict:
+        """What requests can change: prompt, undo/redo depth, result shown and results kept."""
+        interactive = self._interactive
+        return {"owner": self.owner, "results": list(self.results),
+                "prompt": None if interactive is None else prompt_to_dict(interactive.prompt),
+                "history": None if interactive is None else interactive.history,
+                "shown": None if interactive is None else id(interactive.result)}
 
     def info(self) -> dict:
         return {"session_id": self.id, "shape": list(self.image.array.shape), "dtype": str(self.image.array.dtype),
@@ -174,6 +183,11 @@ class SessionStore:
             while len(self._expired) > EXPIRED_REMEMBERED:
                 self._expired.popitem(last=False)
         return len(idle)
+
+    def state(self) -> dict:
+        """Every open session's ``state()`` by id (for checks that a refused request changed nothing)."""
+        with self._lock:
+            return {sid: session.state() for sid, session in self._sessions.items()}
 
     def stats(self) -> dict:
         with self._lock:
