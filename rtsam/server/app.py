@@ -144,6 +144,7 @@ def _add_routes(app: FastAPI) -> None:
               openapi_extra=FRAME_BODY)
     async def create_session(request: Request, who: str = Depends(owner)) -> SessionOut:
         """Upload an image (a frame with one volume named ``image``) and open a session on it."""
+        request.app.state.store.check_room(who)  # before reading a body that could not be kept
         body = await read_upload(request, who)
         image = await run_in_threadpool(decode_image, body, request.app.state.config.max_image_bytes)
         session = request.app.state.store.create(who, image)

@@ -127,16 +127,16 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def check_room(self, owner: str) -> None:
+        """Raise ``StoreFull`` or ``OwnerLimit`` when ``owner`` cannot open a session now."""
+        self.evict_idle()
+        with self._lock:
+            self._check_room(owner)
+
     def create(self, owner: str, image: Volume) -> ServerSession:
         self.evict_idle()
         with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise StoreFull(f"server is full: {len(self._sessions)} sessions open (limit {self.max_sessions}); "
-                                "close unused sessions or retry later")
-            owned = sum(s.owner == owner for s in self._sessions.values())
-            if owned >= self.max_per_owner:
-                raise OwnerLimit(f"this API key already has {owned} open sessions (limit {self.max_per_owner}); "
-                                 "close some first (limit: --max-sessions-per-key)")
+            self._check_room(owner)
             session = ServerSession(secrets.token_urlsafe(24), owner, image, self.engine, self.clock())
             self._sessions[session.id] = session
             return session
@@ -194,6 +194,15 @@ class SessionStore:
             return {"sessions": len(self._sessions), "max_sessions": self.max_sessions,
                     "cached_embeddings": len(self._cached), "max_cached": self.max_cached,
                     "idle_timeout_s": self.idle_timeout}
+
+    def _check_room(self, owner: str) -> None:
+        if len(self._sessions) >= self.max_sessions:
+            raise StoreFull(f"server is full: {len(self._sessions)} sessions open (limit {self.max_sessions}); "
+                            "close unused sessions or retry later")
+        owned = sum(s.owner == owner for s in self._sessions.values())
+        if owned >= self.max_per_owner:
+            raise OwnerLimit(f"this API key already has {owned} open sessions (limit {self.max_per_owner}); "
+                             "close some first (limit: --max-sessions-per-key)")
 
     def _remove(self, session: ServerSession) -> None:
         self._sessions.pop(session.id, None)
