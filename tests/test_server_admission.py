@@ -172,3 +172,15 @@ def test_key_limits_per_minute_with_retry_after():
     unlimited = KeyLimits(0, 0, clock)
     for _ in range(1000):
         unlimited.charge_request("alice")
+
+
+def test_an_engine_slower_than_the_deadline_serves_when_a_slot_is_free_and_queues_nothing():
+    async def main():
+        sched, _ = scheduler(slots=1, segment_s=50.0)
+        async with sched.slot("alice", "segment", deadline=30):  # an idle server serves it, however slow
+            with pytest.raises(Busy, match="about 100 s") as refused:
+                async with sched.slot("bob", "segment", deadline=30):
+                    pass
+        assert refused.value.retry_after == 50.0  # when the slot frees
+
+    asyncio.run(main())

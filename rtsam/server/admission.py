@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import threading
 import time
@@ -24,6 +25,7 @@ from .sessions import StoreError
 
 INTERACTIVE, BATCH = 0, 1
 RETRY_AFTER_MAX_S = 120.0
+LATE_MARGIN_S = 1.0  # a queue running this much behind its estimate may refuse what it admitted
 
 
 class Busy(StoreError):
@@ -54,6 +56,7 @@ class Ticket:
     def __init__(self, owner: str, kind: str, priority: int, deadline: float | None, estimate: float, now: float):
         self.owner, self.kind, self.priority, self.deadline = owner, kind, priority, deadline
         self.estimate, self.arrival, self.started = estimate, now, None
+        self.expected_wait = 0.0
         self.refused: Busy | None = None
         self.wake: Callable[[], None] | None = None
 
@@ -135,9 +138,9 @@ class Scheduler:
         with self._lock:
             ticket = Ticket(owner, kind, priority, deadline, self.times.estimate(kind), self.clock())
             if deadline is not None:
-                finish = self._wait_estimate(ticket) + ticket.estimate
-                if finish > deadline:
-                    raise self._busy(ticket, finish)
+                ticket.expected_wait = self._wait_estimate(ticket)
+                if ticket.expected_wait > 0 and ticket.expected_wait + ticket.estimate > deadline:
+                    raise self._busy(ticket, ticket.expected_wait)
             ticket.wake = wake
             self._queues[priority].setdefault(owner, deque()).append(ticket)
             self._dispatch()
@@ -149,9 +152,10 @@ class Scheduler:
             if ticket is None:
                 return
             now = self.clock()
-            late = ticket.deadline is not None and now - ticket.arrival + ticket.estimate > ticket.deadline
-            if late:  # the estimate at arrival was too hopeful: refuse rather than answer too late
-                ticket.refused = self._busy(ticket, now - ticket.arrival + ticket.estimate)
+            waited = now - ticket.arrival
+            if ticket.deadline is not None and waited + ticket.estimate > ticket.deadline and \
+                    waited > ticket.expected_wait + LATE_MARGIN_S:  # the queue fell behind: refuse, not answer late
+                ticket.refused = self._busy(ticket, waited)
             else:
                 ticket.started = now
                 self._running.add(ticket)
@@ -172,22 +176,29 @@ class Scheduler:
         return None
 
     def _wait_estimate(self, ticket: Ticket) -> float:
-        """Seconds until ``ticket`` would start: running work left plus the work served before it."""
+        """Seconds until ``ticket`` would start: the slots work off what runs and what is served before it."""
         now = self.clock()
-        work = sum(max(0.0, t.estimate - (now - t.started)) for t in self._running)
+        free_at = [max(0.0, t.estimate - (now - t.started)) for t in self._running]
+        free_at += [0.0] * (self.slots - len(free_at))
+        heapq.heapify(free_at)
         for priority, queues in self._queues.items():
             if priority < ticket.priority:
-                work += sum(t.estimate for queue in queues.values() for t in queue)
+                ahead = [t for queue in queues.values() for t in queue]
             elif priority == ticket.priority:
-                work += _round_robin_ahead(queues, ticket.owner)
-        return work / self.slots
+                ahead = _round_robin_ahead(queues, ticket.owner)
+            else:
+                continue
+            for other in ahead:
+                heapq.heapreplace(free_at, free_at[0] + other.estimate)
+        return free_at[0]
 
-    def _busy(self, ticket: Ticket, finish: float) -> Busy:
+    def _busy(self, ticket: Ticket, wait: float) -> Busy:
+        """Refusal of ``ticket`` facing ``wait`` seconds; retry when the wait would fit its deadline."""
         deadline = ticket.deadline or 0.0
-        retry = min(RETRY_AFTER_MAX_S, max(1.0, finish - deadline))
-        error = Busy(f"server busy: a {ticket.kind} would take about {finish:.0f} s here, over its {deadline:g} s "
-                     f"deadline ({sum(len(q) for q in self._queues[ticket.priority].values())} queued); "
-                     f"retry in {math.ceil(retry)} s")
+        retry = min(RETRY_AFTER_MAX_S, max(1.0, wait - max(0.0, deadline - ticket.estimate)))
+        error = Busy(f"server busy: a {ticket.kind} would take about {wait + ticket.estimate:.0f} s here, over its "
+                     f"{deadline:g} s deadline ({sum(len(q) for q in self._queues[ticket.priority].values())} "
+                     f"queued); retry in {math.ceil(retry)} s")
         error.retry_after = retry
         return error
 
@@ -196,15 +207,14 @@ class Scheduler:
             self.times.record(ticket.kind, self.clock() - ticket.started)
 
 
-def _round_robin_ahead(queues: OrderedDict[str, deque[Ticket]], owner: str) -> float:
-    """Estimated work served before a new ticket of ``owner`` when owners take turns."""
+def _round_robin_ahead(queues: OrderedDict[str, deque[Ticket]], owner: str) -> list[Ticket]:
+    """The queued tickets served before a new ticket of ``owner`` when owners take turns."""
     mine = len(queues.get(owner, ()))
-    work, before_me = 0.0, True
+    ahead, before_me = [], True
     for other, queue in list(queues.items()) + ([] if owner in queues else [(owner, deque())]):
         if other == owner:
-            work += sum(t.estimate for t in queue)
+            ahead += queue
             before_me = False
         else:  # owners before ``owner`` in the turn order get one turn more than those after it
-            turns = mine + 1 if before_me else mine
-            work += sum(t.estimate for t, _ in zip(queue, range(turns)))
-    return work
+            ahead += list(queue)[: mine + 1 if before_me else mine]
+    return ahead

@@ -31,6 +31,7 @@ from .sessions import ServerSession, SessionStore, StoreError
 
 log = logging.getLogger("rtsam.server")
 CLIENT_API_HEADER = "X-RTSAM-API"
+MAX_DETAIL = 2000
 FRAME_BODY = {"requestBody": {"required": True, "content": {wire.CONTENT_TYPE: {"schema": {"type": "string",
                                                                                           "format": "binary"}}}}}
 FRAME_RESPONSE = {200: {"content": {wire.CONTENT_TYPE: {}}, "description": "an rtsam wire frame"}}
@@ -95,7 +96,8 @@ def _reaper(store: SessionStore):
 
 def _add_error_handlers(app: FastAPI) -> None:
     def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        one_line = " ".join(str(message).split())[:MAX_DETAIL]  # also when it echoes the client's input
+        return JSONResponse({"detail": one_line}, status_code=status, headers=headers)
 
     @app.middleware("http")
     async def check_api_version(request: Request, call_next):

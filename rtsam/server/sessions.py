@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from ..engines.base import Engine, EngineContext, SegmentationResult
+from ..engines.base import Engine, EngineContext, Prompt, SegmentationResult
 from ..volume import Volume
 from .wire import prompt_to_dict
 
@@ -87,11 +87,12 @@ class ServerSession:
 
     def state(self) -> dict:
         """What requests can change: prompt, undo/redo depth, result shown and results kept."""
-        interactive = self._interactive
+        interactive = self._interactive  # created on first use, like an empty one
+        shown = None if interactive is None else interactive.result
         return {"owner": self.owner, "results": list(self.results),
-                "prompt": None if interactive is None else prompt_to_dict(interactive.prompt),
-                "history": None if interactive is None else interactive.history,
-                "shown": None if interactive is None else id(interactive.result)}
+                "prompt": prompt_to_dict(Prompt() if interactive is None else interactive.prompt),
+                "history": (0, 0) if interactive is None else interactive.history,
+                "shown": None if shown is None else id(shown)}
 
     def info(self) -> dict:
         return {"session_id": self.id, "shape": list(self.image.array.shape), "dtype": str(self.image.array.dtype),
