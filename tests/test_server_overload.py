@@ -27,7 +27,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
     with live_server(api_keys=[KEY, OTHER_KEY], max_concurrent=1) as (url, app):
         context = RemoteEngine(url, api_key=KEY, timeout=20, busy_retries=5).open(image)
         scheduler = app.state.scheduler
-        for kind in ("predict", "segment"):
+        for kind in ("predict (embedding)", "segment (embedding)"):  # first predictions on their images
             scheduler.times.record(kind, 1.0)
         scheduler.times.record("itv step", 22.0)  # a job step holds the only slot: a click would end after 20 s
         job = scheduler.hold("someone", "itv step")
@@ -39,7 +39,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
                                 headers={"X-RTSAM-Deadline": "20"})
             assert time.monotonic() - start < 1.0  # refused at once, not after waiting
         assert refused.status_code == 503 and 1 <= int(refused.headers["Retry-After"]) <= 3
-        assert re.match(r"server busy: a segment would take about 2\d s here, over its 20 s deadline",
+        assert re.match(r"server busy: a segment \(embedding\) would take about 2\d s here, over its 20 s deadline",
                         refused.json()["detail"])
         assert app.state.store.state() == before  # the refused request changed nothing
 
@@ -53,7 +53,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
         result = context.predict(Prompt(box_lps=box), progress=progress)
         assert result.mask.array.any()
         assert seen == ["waiting for the server", "server busy, retrying (1/5)", "done"]
-        assert scheduler.stats()["running"] == 0 and scheduler.times.estimate("predict") != 1.0  # measured
+        assert scheduler.stats()["running"] == 0 and scheduler.times.estimate("predict (embedding)") != 1.0
         context.close()
 
 

@@ -153,6 +153,7 @@ class Scheduler:
                 return
             now = self.clock()
             waited = now - ticket.arrival
+            ticket.estimate = max(ticket.estimate, self.times.estimate(ticket.kind))  # learnt while it waited
             if ticket.deadline is not None and waited + ticket.estimate > ticket.deadline and \
                     waited > ticket.expected_wait + LATE_MARGIN_S:  # the queue fell behind: refuse, not answer late
                 ticket.refused = self._busy(ticket, waited)

@@ -229,11 +229,13 @@ async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: 
         with session.lock:
             result = run()
             result_id = session.remember(result)
+            session.warm = True
         app.state.store.mark_cached(session)
         return result_frame(result, result_id, probability)
 
     if kind is None:
         return Response(await run_in_threadpool(locked), media_type=wire.CONTENT_TYPE)
+    kind = kind if session.warm else f"{kind} (embedding)"  # the first prediction on an image costs more
     async with app.state.scheduler.slot(session.owner, kind, seconds):
         body = await run_in_threadpool(locked)
     return Response(body, media_type=wire.CONTENT_TYPE)

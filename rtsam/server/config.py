@@ -22,7 +22,7 @@ class ServerConfig:
     max_concurrent: int = 2  # predictions running at once (the rest queue)
     max_jobs: int = 2  # background jobs running at once
     deadline_s: float = 30.0  # an interactive request answered within this, or refused at once (503)
-    initial_estimate_s: float = 2.0  # service time assumed for a kind before one has been measured
+    initial_estimate_s: float = 5.0  # service time assumed for a kind before one has been measured
     key_requests_per_minute: int | None = 600  # None or 0: unlimited
     key_upload_mb_per_minute: float | None = 2048.0  # None or 0: unlimited
     tls_cert: str | None = None

@@ -56,6 +56,7 @@ class ServerSession:
         self.created = self.last_used = now
         self.lock = threading.Lock()
         self.results: OrderedDict[str, SegmentationResult] = OrderedDict()
+        self.warm = False  # embeddings computed (a prediction ran since the last cache drop)
         self._context: EngineContext | None = None
         self._interactive = None
 
@@ -82,6 +83,7 @@ class ServerSession:
 
     def drop_cache(self) -> None:
         """Free the embeddings (they are recomputed on the next prediction)."""
+        self.warm = False
         if self._context is not None:
             self._context.clear_cache()
 
