@@ -183,10 +183,13 @@ class UploadTooLarge(StoreError):
 
 async def read_upload(request: Request, who: str) -> bytes:
     """An upload's body within the size limit and the key's upload budget (charged once read)."""
-    limits, declared = request.app.state.limits, request.headers.get("content-length")
+    limits, limit = request.app.state.limits, request.app.state.config.max_upload_bytes
+    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_big(limit)
         limits.check_upload(who, int(declared))
-    body = await read_body(request, request.app.state.config.max_upload_bytes)
+    body = await read_body(request, limit)
     limits.charge_upload(who, len(body))
     return body
 
@@ -194,17 +197,20 @@ async def read_upload(request: Request, who: str) -> bytes:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    too_big = UploadTooLarge(f"upload is larger than the server limit of {limit / 2**20:.0f} MiB; "
-                             "crop the image or raise --max-upload-mb")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
+        raise _too_big(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_big(limit: int) -> UploadTooLarge:
+    return UploadTooLarge(f"upload is larger than the server limit of {limit / 2**20:.0f} MiB; "
+                          "crop the image or raise --max-upload-mb")
 
 
 def decode_image(body: bytes, max_bytes: int):
