@@ -182,7 +182,8 @@ class UploadTooLarge(StoreError):
 
 
 async def read_upload(request: Request, who: str) -> bytes:
-    """An upload's body within the size limit and the key's upload budget (charged once read)."""
+    """An upload's body within the size limit and the key's upload budget (charged once read); a too large
+    declared Content-Length is refused before anything is read."""
     limits, limit = request.app.state.limits, request.app.state.config.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
@@ -195,10 +196,7 @@ async def read_upload(request: Request, who: str) -> bytes:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_big(limit)
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (streamed, never held whole)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
