@@ -75,7 +75,8 @@ def _client(url, api_key, timeout, tls, image, box, clicks, n, stats: _Stats) ->
                 stats.refused[kind] += 1
 
         t0 = time.perf_counter()
-        response = http.request(method, path, idempotent=False, progress=busy, **kwargs)
+        # only a click is not repeated when a connection drops (a segment or a box may be sent again)
+        response = http.request(method, path, idempotent=not path.endswith("/clicks"), progress=busy, **kwargs)
         with stats.lock:
             stats.total[kind].append((time.perf_counter() - t0) * 1000.0)
             stats.served[kind].append(response.elapsed.total_seconds() * 1000.0)
