@@ -56,6 +56,12 @@ class Session:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    @property
+    def history(self) -> tuple[int, int]:
+        """How many steps undo and redo can go."""
+        with self._lock:
+            return len(self._undo), len(self._redo)
+
     # --- prompt edits (one undo step each) ------------------------------------------
     def set_task(self, task: str | None, patient: str | None = None) -> None:
         self._edit(lambda p: (setattr(p, "task", task or None), setattr(p, "patient", patient or None)))

@@ -1,6 +1,9 @@
 """The HTTP API on a real uvicorn server (127.0.0.1, free port): errors, auth, isolation, sessions."""
 
 import logging
+import resource
+import socket
+import struct
 import time
 
 import httpx
@@ -130,3 +133,68 @@ def test_idle_sessions_are_closed_by_the_server_and_report_it():
             time.sleep(0.1)
         gone = http.get(f"/v1/sessions/{sid}")
         assert gone.status_code == 410 and "idle" in gone.json()["detail"]
+
+
+def raw_post(url: str, path: str, headers: dict, body: bytes) -> tuple[int, str]:
+    """POST through a bare socket (to declare a body larger than what is sent); returns status and body."""
+    address = httpx.URL(url)
+    lines = [f"POST {path} HTTP/1.1", f"Host: {address.host}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    with socket.create_connection((address.host, address.port), timeout=60) as sock:
+        sock.sendall("\r\n".join(lines).encode() + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, content = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), content.decode()
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 1 << 30
+
+
+def test_hostile_uploads_get_one_clear_line_and_leave_other_sessions_alone(server):
+    url, app = server
+    image, box = lung_crop()
+    nan = image.array.astype(np.float32)
+    nan[1, 5, 5] = np.nan
+    header = b'{"arrays": [{"name": "image", "dtype": "<c8", "shape": [2, 4, 4], "compressed_bytes": 0}]}'
+    complex_frame = wire.MAGIC + struct.pack("<I", len(header)) + header
+    with client(url) as http:
+        sid = upload(http, image).json()["session_id"]
+        http.put(f"/v1/sessions/{sid}/box", json={"box_lps": box.tolist()})
+        shown = wire.decode(http.post(f"/v1/sessions/{sid}/segment", json={}).content)
+        before = app.state.store.state()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.monotonic()
+        status, body = raw_post(url, "/v1/sessions", {"X-API-Key": KEY, "Content-Type": wire.CONTENT_TYPE,
+                                                      "Content-Length": str(2 << 30)}, b"RTSAM" * 1000)
+        assert status == 413 and "larger than the server limit of 1 MiB" in body
+        assert time.monotonic() - start < 10 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000
+        streamed = http.post("/v1/sessions", content=iter([bytes(256 << 10)] * 8), headers=FRAME)  # chunked, 2 MiB
+        cases = [
+            (streamed, 413, "--max-upload-mb"),
+            (http.post("/v1/sessions", content=complex_frame, headers=FRAME), 400, "dtype <c8 is not one of"),
+            (http.post("/v1/sessions", content=wire.encode_volumes({"image": image.with_array(nan)}), headers=FRAME),
+             400, "1 non-finite voxels"),
+            (http.post(f"/v1/sessions/{sid}/clicks", json={"lps": ["a", 0, 0]}), 422, "lps"),
+            (http.post(f"/v1/sessions/{sid}/clicks", json={"lps": [0, 0, 1e300]}), 400, "outside the image"),
+            (http.put(f"/v1/sessions/{sid}/box", json={"box_lps": [[0, 0, 0], [0, 0, 0]]}), 400, "zero size"),
+            (http.post(f"/v1/sessions/{sid}/segment", json={}, headers={"X-RTSAM-Deadline": "nan"}), 422,
+             "x-rtsam-deadline"),
+            (http.get("/v1/sessions/" + "x" * 5000), 404, "unknown session"),
+        ]
+        for response, status, message in cases:
+            assert response.status_code == status, response.text
+            detail = response.json()["detail"]
+            assert message in detail and "\n" not in detail and "Traceback" not in detail
+        assert app.state.store.state() == before  # nothing refused changed a session
+        after = wire.decode(http.get(f"/v1/sessions/{sid}/result").content)
+        for name in ("mask", "probability"):  # the other session is untouched
+            assert np.array_equal(after.arrays[name], shown.arrays[name])
+        http.delete(f"/v1/sessions/{sid}")

@@ -1,9 +1,10 @@
-"""``rtsam serve``: the remote inference server (FastAPI + uvicorn), or a loopback load test."""
+"""``rtsam serve``: the remote inference server (FastAPI + uvicorn), or a load test."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .common import print_json
 
 
@@ -19,44 +20,91 @@ def register(subparsers) -> None:
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503)")
-    p.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
-    p.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds before an idle session closes")
-    p.add_argument("--max-upload-mb", type=float, default=256.0, help="largest compressed upload (413 beyond)")
-    p.add_argument("--max-concurrent", type=int, default=2, help="predictions running at once")
-    p.add_argument("--load-test", type=int, metavar="N",
-                   help="instead of serving: start on a free loopback port, run N concurrent sessions, print "
-                        "latency percentiles as JSON and exit")
-    p.add_argument("--clicks", type=int, default=3, help="clicks per session in --load-test")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); clients verify it")
+    p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    limits = p.add_argument_group("capacity and limits")
+    limits.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503; default 32)")
+    limits.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
+    limits.add_argument("--idle-timeout", type=float, default=1800.0,
+                        help="seconds before an idle session closes (default 1800)")
+    limits.add_argument("--max-upload-mb", type=float, default=256.0,
+                        help="largest compressed upload (413 beyond; default 256)")
+    limits.add_argument("--max-concurrent", type=int, default=2, help="predictions running at once (default 2)")
+    limits.add_argument("--deadline", type=float, default=30.0,
+                        help="seconds within which a click is answered; one the queue cannot answer in time is "
+                             "refused at once with 503 + Retry-After (default 30; a client's shorter timeout wins)")
+    limits.add_argument("--max-sessions-per-key", type=int, default=16,
+                        help="open sessions per API key (429 beyond; default 16)")
+    limits.add_argument("--key-requests-per-minute", type=int, default=600,
+                        help="requests per API key per minute (429 + Retry-After beyond; 0: unlimited; default 600)")
+    limits.add_argument("--key-upload-mb-per-minute", type=float, default=2048.0,
+                        help="MiB uploaded per API key per minute (429 beyond; 0: unlimited; default 2048)")
+    load = p.add_argument_group("load test")
+    load.add_argument("--load-test", type=int, metavar="N",
+                      help="instead of serving: start on a free loopback port (per-key limits raised to fit N "
+                           "sessions of one key), run N concurrent sessions, print latency percentiles as JSON, exit")
+    load.add_argument("--clicks", type=int, default=3, help="clicks per session in --load-test (default 3)")
+    load.add_argument("--url", help="--load-test against this running server instead (--api-key is its key)")
+    load.add_argument("--ca-bundle", help="CA certificates (PEM) to verify an https --url")
+    load.add_argument("--insecure", action="store_true",
+                      help="do not verify the certificate of an https --url (self-signed tests only)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server.app import create_app
     from ..server.auth import load_keys
-    from ..server.config import ServerConfig
 
-    config = ServerConfig(host=args.host, port=args.port, api_keys=load_keys(args.api_key, args.api_key_file),
-                          engine=args.engine, checkpoint=args.checkpoint, device=args.device,
-                          max_sessions=max(args.max_sessions, args.load_test or 0), max_cached=args.max_cached,
-                          idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
-                          max_concurrent=args.max_concurrent)
+    keys = load_keys(args.api_key, args.api_key_file)
+    if args.url:
+        if not args.load_test:
+            raise InputError("--url is for --load-test against a running server")
+        return load_test(args.url, keys[0] if keys else None, args.load_test, args.clicks,
+                         ca_bundle=args.ca_bundle, insecure=args.insecure)
+    config = server_config(args, keys)
+    from ..server.app import create_app
+
     app = create_app(config)
     if args.load_test:
-        return load_test(app, config, args.load_test, args.clicks)
+        from ..server.run import background_server
+
+        with background_server(app) as url:
+            return load_test(url, keys[0] if keys else None, args.load_test, args.clicks, app=app)
     from ..server.run import serve
 
     serve(app, config)
     return 0
 
 
-def load_test(app, config, sessions: int, clicks: int) -> int:
+def server_config(args: argparse.Namespace, keys: list[str]):
+    from pathlib import Path
+
+    from ..server.config import ServerConfig
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("--tls-cert and --tls-key go together")
+    for path in (args.tls_cert, args.tls_key):
+        if path and not Path(path).is_file():
+            raise InputError("TLS file not found", path)
+    n = args.load_test or 0
+    return ServerConfig(host=args.host, port=args.port, api_keys=keys, engine=args.engine,
+                        checkpoint=args.checkpoint, device=args.device, max_sessions=max(args.max_sessions, n),
+                        max_cached=args.max_cached, idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
+                        max_concurrent=args.max_concurrent, deadline_s=args.deadline,
+                        max_per_key=max(args.max_sessions_per_key, n),
+                        key_requests_per_minute=0 if n else args.key_requests_per_minute,
+                        key_upload_mb_per_minute=0 if n else args.key_upload_mb_per_minute,
+                        tls_cert=args.tls_cert, tls_key=args.tls_key)
+
+
+def load_test(url: str, api_key: str | None, sessions: int, clicks: int, app=None, **tls) -> int:
     from ..server.loadtest import example_case, run_load_test
-    from ..server.run import background_server
 
     image, box = example_case()
-    with background_server(app) as url:
-        report = run_load_test(url, image, box, sessions, clicks, config.api_keys[0] if config.api_keys else None)
-    report.update(engine=app.state.engine.name, device=str(app.state.engine.device), image_shape=list(image.array.shape))
+    report = run_load_test(url, image, box, sessions, clicks, api_key, **tls)
+    report["image_shape"] = list(image.array.shape)
+    if app is not None:
+        report.update(engine=app.state.engine.name, device=str(app.state.engine.device),
+                      deadline_s=app.state.config.deadline_s, max_concurrent=app.state.config.max_concurrent,
+                      service_s=app.state.scheduler.times.snapshot())
     print_json(report)
     return 1 if report["failures"] else 0

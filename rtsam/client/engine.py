@@ -33,9 +33,13 @@ class RemoteEngine(Engine):
     name = "remote"
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0, retries: int = 3,
-                 backoff: float = 0.5, probability: bool = True):
+                 backoff: float = 0.5, probability: bool = True, busy_retries: int = 10,
+                 ca_bundle: str | None = None, insecure: bool = False):
+        """``timeout``: seconds to wait for an answer (the server refuses early what it cannot answer by
+        then); ``busy_retries``: waits for a busy server; ``ca_bundle``/``insecure``: TLS verification."""
         super().__init__(weights_label="remote", device=url)
-        self.transport = Transport(url, api_key, timeout, retries, backoff)
+        self.transport = Transport(url, api_key, timeout, retries, backoff, busy_retries=busy_retries,
+                                   ca_bundle=ca_bundle, insecure=insecure)
         self.probability = probability
 
     def test_connection(self) -> dict:
@@ -76,12 +80,12 @@ class RemoteContext(EngineContext):
                 else None}
         start = time.perf_counter()
         try:
-            response = self._post_predict(body)
+            response = self._post_predict(body, progress, cancel)
         except RemoteError as error:
             if error.status not in GONE:
                 raise
             self.session_id = self.engine.upload(self.image)  # the server forgot us: upload again
-            response = self._post_predict({**body, "previous": None})
+            response = self._post_predict({**body, "previous": None}, progress, cancel)
         result = decode_result(response.content, self.image, self.session_id)
         result.timings_ms["round_trip"] = (time.perf_counter() - start) * 1000.0
         check_cancel(cancel)
@@ -89,8 +93,9 @@ class RemoteContext(EngineContext):
             progress(1.0, "done")
         return result
 
-    def _post_predict(self, body: dict):
-        return self.engine.transport.request("POST", f"/v1/sessions/{self.session_id}/predict", json=body)
+    def _post_predict(self, body: dict, progress: ProgressCallback | None, cancel: Callable[[], bool] | None):
+        return self.engine.transport.request("POST", f"/v1/sessions/{self.session_id}/predict", json=body,
+                                             progress=progress, cancel=cancel)
 
     def close(self) -> None:
         """Close the server session (idempotent)."""

@@ -1,24 +1,35 @@
-"""HTTP transport to an rtsam server: version handshake, API key, timeouts, retries.
+"""HTTP transport to an rtsam server: version handshake, API key, TLS, timeouts, retries.
 
-Transient failures are retried with exponential backoff: a connection that could not be
-opened, and 502/503/504 answers (the server refused before doing anything). A connection
+Transient failures are retried with jittered exponential backoff: a connection that could not
+be opened, and 502/503/504 answers (the server refused before doing anything). A busy server
+(503, or 429 with ``Retry-After``) is retried after the time it asks for, plus jitter, and each
+wait is reported through the progress callback ("server busy, retrying (n/N)"). A connection
 lost mid-request is retried only for idempotent requests, so a click is never added twice.
+
+Certificates are verified by default (``ca_bundle`` for a private CA); ``insecure=True`` turns
+verification off with a warning. An API key is never sent over plain HTTP to another machine.
 """
 
 from __future__ import annotations
 
+import random
+import ssl
 import time
 import warnings
+from pathlib import Path
+from typing import Callable
 
 import httpx
 
 from .. import __version__
-from ..errors import CancelledError, RTSAMError
-from ..server import API_VERSION
+from ..engines.base import ProgressCallback
+from ..errors import CancelledError, InputError, RTSAMError
+from ..server import API_VERSION, DEADLINE_HEADER
 
 RETRY_STATUS = {502, 503, 504}
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 LOST = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class RemoteError(RTSAMError):
@@ -31,13 +42,18 @@ class RemoteError(RTSAMError):
 
 class Transport:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0, retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 8.0):
+                 backoff: float = 0.5, max_backoff: float = 8.0, busy_retries: int = 10,
+                 ca_bundle: str | Path | None = None, insecure: bool = False):
         self.url = url.rstrip("/")
         self.retries, self.backoff, self.max_backoff = int(retries), float(backoff), float(max_backoff)
-        headers = {"X-RTSAM-API": str(API_VERSION), "User-Agent": f"rtsam-client/{__version__}"}
+        self.busy_retries = int(busy_retries)
+        headers = {"X-RTSAM-API": str(API_VERSION), "User-Agent": f"rtsam-client/{__version__}",
+                   DEADLINE_HEADER: f"{timeout:g}"}
         if api_key:
+            _refuse_key_in_clear(self.url)
             headers["X-API-Key"] = api_key
         self.client = httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+                                   verify=_verify(ca_bundle, insecure),
                                    timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self.server_version: dict | None = None
 
@@ -60,28 +76,82 @@ class Transport:
         return self.server_version
 
     def request(self, method: str, path: str, *, idempotent: bool = True, checked: bool = True,
+                progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
                 **kwargs) -> httpx.Response:
         """Send with retries; raise ``RemoteError`` with the server's message on any error status."""
         if checked:
             self.handshake()
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        failures = busy = 0
+        while True:
             try:
                 response = self.client.request(method, path, **kwargs)
             except NEVER_SENT as error:
-                if last:
-                    raise RemoteError(f"cannot reach the rtsam server at {self.url}: {error}") from None
+                if failures == self.retries:
+                    raise RemoteError(f"cannot reach the rtsam server at {self.url}: {_reason(error)}") from None
             except LOST as error:
-                if last or not idempotent:
+                if failures == self.retries or not idempotent:
                     raise RemoteError(f"lost the connection to {self.url} during {method} {path}: "
                                       f"{type(error).__name__}") from None
             else:
                 if response.status_code < 400:
                     return response
-                if last or response.status_code not in RETRY_STATUS:
+                retry_after = _retry_after(response)
+                if retry_after is not None and response.status_code in (429, 503):
+                    if busy == self.busy_retries:
+                        raise _error(response)
+                    busy += 1
+                    if progress is not None:
+                        progress(0.0, f"server busy, retrying ({busy}/{self.busy_retries})")
+                    _sleep(retry_after * random.uniform(1.0, 1.5), cancel)
+                    continue
+                if failures == self.retries or response.status_code not in RETRY_STATUS:
                     raise _error(response)
-            time.sleep(min(self.max_backoff, self.backoff * 2**attempt))
-        raise AssertionError("unreachable")
+            _sleep(min(self.max_backoff, self.backoff * 2**failures) * random.uniform(1.0, 1.5), cancel)
+            failures += 1
+
+
+def _refuse_key_in_clear(url: str) -> None:
+    parsed = httpx.URL(url)
+    if parsed.scheme != "https" and parsed.host not in LOOPBACK:
+        raise InputError(f"refusing to send the API key over plain HTTP to {parsed.host}: use an https:// URL "
+                         "(rtsam serve --tls-cert/--tls-key) or an SSH tunnel to 127.0.0.1")
+
+
+def _verify(ca_bundle: str | Path | None, insecure: bool) -> ssl.SSLContext | bool:
+    if insecure:
+        warnings.warn("TLS certificate verification is off (insecure): anyone on the network path can read "
+                      "the API key and the images; use only for a self-signed test setup", stacklevel=4)
+        return False
+    if ca_bundle is None:
+        return True
+    path = Path(ca_bundle).expanduser()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as error:
+        raise InputError(f"cannot use the CA bundle: {error}", path) from None
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"{text} (pass the server's CA with ca_bundle / --ca-bundle)"
+    return text
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _sleep(seconds: float, cancel: Callable[[], bool] | None) -> None:
+    """Sleep, waking every 0.1 s to honour ``cancel``."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if cancel is not None and cancel():
+            raise CancelledError("cancelled by the user while waiting for the server")
+        time.sleep(min(0.1, left))
 
 
 def _error(response: httpx.Response) -> RTSAMError:

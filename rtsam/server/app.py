@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -20,14 +21,17 @@ from fastapi.security import APIKeyHeader
 from .. import __version__
 from ..engines.base import Engine, SegmentationResult
 from ..errors import CancelledError, RTSAMError
-from . import API_VERSION, wire
+from . import API_VERSION, DEADLINE_HEADER, wire
+from .admission import Scheduler, ServiceTimes
 from .auth import HEADER, AuthError, KeyChecker
 from .config import ServerConfig
+from .limits import KeyLimits
 from .schemas import InfoOut, PredictIn, SessionOut, VersionOut
 from .sessions import ServerSession, SessionStore, StoreError
 
 log = logging.getLogger("rtsam.server")
 CLIENT_API_HEADER = "X-RTSAM-API"
+MAX_DETAIL = 2000
 FRAME_BODY = {"requestBody": {"required": True, "content": {wire.CONTENT_TYPE: {"schema": {"type": "string",
                                                                                           "format": "binary"}}}}}
 FRAME_RESPONSE = {200: {"content": {wire.CONTENT_TYPE: {}}, "description": "an rtsam wire frame"}}
@@ -36,8 +40,17 @@ api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="the se
 
 
 def owner(request: Request, key: str | None = Depends(api_key_header)) -> str:
-    """The API-key fingerprint that owns this request's sessions (dependency)."""
-    return request.app.state.keys.owner(key, request.headers.get("authorization"))
+    """The API-key fingerprint that owns this request's sessions (dependency); charges the key's rate."""
+    who = request.app.state.keys.owner(key, request.headers.get("authorization"))
+    request.app.state.limits.charge_request(who)
+    return who
+
+
+def deadline(request: Request, x_rtsam_deadline: float | None = Header(
+        None, gt=0, le=86400, description="seconds the client waits for the answer (its timeout)")) -> float:
+    """Seconds within which an interactive request must be answered: the server's, or the client's if shorter."""
+    configured = request.app.state.config.deadline_s
+    return configured if x_rtsam_deadline is None else min(configured, x_rtsam_deadline)
 
 
 def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
@@ -51,13 +64,14 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
                   description="Interactive radiotherapy segmentation: upload an image once, then prompt it.")
     app.state.config, app.state.engine, app.state.store = config, engine, store
     app.state.keys = KeyChecker(config.api_keys)
-    app.state.slots = asyncio.Semaphore(config.max_concurrent)
+    app.state.limits = KeyLimits(config.key_requests_per_minute, config.key_upload_mb_per_minute)
+    app.state.scheduler = Scheduler(config.max_concurrent, ServiceTimes(engine.name, config.initial_estimate_s))
     _add_error_handlers(app)
     _add_routes(app)
     from .interactive import router as interactive_router
     from .jobs import JobRunner, router as jobs_router
 
-    app.state.jobs = JobRunner(config.max_jobs)
+    app.state.jobs = JobRunner(config.max_jobs, app.state.scheduler)
     app.include_router(interactive_router, prefix="/v1")
     app.include_router(jobs_router, prefix="/v1")
     return app
@@ -82,7 +96,8 @@ def _reaper(store: SessionStore):
 
 def _add_error_handlers(app: FastAPI) -> None:
     def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        one_line = " ".join(str(message).split())[:MAX_DETAIL]  # also when it echoes the client's input
+        return JSONResponse({"detail": one_line}, status_code=status, headers=headers)
 
     @app.middleware("http")
     async def check_api_version(request: Request, call_next):
@@ -99,7 +114,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(AuthError, lambda r, e: error(401, str(e), {"WWW-Authenticate": HEADER}))
     app.add_exception_handler(StoreError, lambda r, e: error(
-        e.status, str(e), {"Retry-After": "30"} if e.status in (429, 503) else None))
+        e.status, str(e), None if e.retry_after is None else {"Retry-After": str(math.ceil(e.retry_after))}))
     app.add_exception_handler(CancelledError, lambda r, e: error(409, str(e)))
     app.add_exception_handler(RTSAMError, lambda r, e: error(400, str(e)))
 
@@ -122,13 +137,17 @@ def _add_routes(app: FastAPI) -> None:
                        weights=state.engine.weights_label, device=str(state.engine.device),
                        auth_required=state.keys.required, jobs=["itv"],
                        limits={**state.store.stats(), "max_upload_mb": state.config.max_upload_mb,
-                               "max_image_mb": state.config.max_image_mb})
+                               "max_image_mb": state.config.max_image_mb, "deadline_s": state.config.deadline_s,
+                               "key_requests_per_minute": state.config.key_requests_per_minute,
+                               "key_upload_mb_per_minute": state.config.key_upload_mb_per_minute,
+                               "queue": state.scheduler.stats()})
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionOut, tags=["sessions"],
               openapi_extra=FRAME_BODY)
     async def create_session(request: Request, who: str = Depends(owner)) -> SessionOut:
         """Upload an image (a frame with one volume named ``image``) and open a session on it."""
-        body = await read_body(request, request.app.state.config.max_upload_bytes)
+        request.app.state.store.check_room(who)  # before reading a body that could not be kept
+        body = await read_upload(request, who)
         image = await run_in_threadpool(decode_image, body, request.app.state.config.max_image_bytes)
         session = request.app.state.store.create(who, image)
         return SessionOut(**session.info())
@@ -144,7 +163,8 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/v1/sessions/{session_id}/predict", tags=["engine"], responses=FRAME_RESPONSE,
               response_class=Response)
-    async def predict(session_id: str, body: PredictIn, request: Request, who: str = Depends(owner)) -> Response:
+    async def predict(session_id: str, body: PredictIn, request: Request, who: str = Depends(owner),
+                      seconds: float = Depends(deadline)) -> Response:
         """Stateless prediction with a full prompt (the ``EngineContext.predict`` interface)."""
         session = request.app.state.store.get(who, session_id)
 
@@ -154,27 +174,41 @@ def _add_routes(app: FastAPI) -> None:
                 raise RTSAMError(f"result {body.previous} is not among this session's recent results")
             return session.context().predict(body.prompt.to_prompt(), previous=previous)
 
-        return await run_exclusive(request.app, session, run, body.probability)
+        return await run_exclusive(request.app, session, run, body.probability, "predict", seconds)
 
 
 class UploadTooLarge(StoreError):
     status = 413
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+async def read_upload(request: Request, who: str) -> bytes:
+    """An upload's body within the size limit and the key's upload budget (charged once read); a too large
+    declared Content-Length is refused before anything is read."""
+    limits, limit = request.app.state.limits, request.app.state.config.max_upload_bytes
     declared = request.headers.get("content-length")
-    too_big = UploadTooLarge(f"upload is larger than the server limit of {limit / 2**20:.0f} MiB; "
-                             "crop the image or raise --max-upload-mb")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_big(limit)
+        limits.check_upload(who, int(declared))
+    body = await read_body(request, limit)
+    limits.charge_upload(who, len(body))
+    return body
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (streamed, never held whole)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_big(limit: int) -> UploadTooLarge:
+    return UploadTooLarge(f"upload is larger than the server limit of {limit / 2**20:.0f} MiB; "
+                          "crop the image or raise --max-upload-mb")
 
 
 def decode_image(body: bytes, max_bytes: int):
@@ -188,8 +222,10 @@ def decode_image(body: bytes, max_bytes: int):
     return image
 
 
-async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: bool) -> Response:
-    """Run ``run()`` in a worker thread holding an inference slot and the session lock.
+async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: bool, kind: str | None = None,
+                        seconds: float | None = None) -> Response:
+    """Run ``run()`` in a worker thread holding the session lock and, for a ``kind`` of engine work,
+    an inference slot that must be answered within ``seconds`` (else ``Busy``, 503).
 
     Waiting for a slot happens on the event loop, so queued predictions hold no worker thread
     and cheap requests (edits, status) stay fast under load."""
@@ -197,10 +233,14 @@ async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: 
         with session.lock:
             result = run()
             result_id = session.remember(result)
+            session.warm = True
         app.state.store.mark_cached(session)
         return result_frame(result, result_id, probability)
 
-    async with app.state.slots:
+    if kind is None:
+        return Response(await run_in_threadpool(locked), media_type=wire.CONTENT_TYPE)
+    kind = kind if session.warm else f"{kind} (embedding)"  # the first prediction on an image costs more
+    async with app.state.scheduler.slot(session.owner, kind, seconds):
         body = await run_in_threadpool(locked)
     return Response(body, media_type=wire.CONTENT_TYPE)
 

@@ -14,13 +14,19 @@ class ServerConfig:
     checkpoint: str | None = None
     device: str = "cpu"
     max_sessions: int = 32
-    max_per_key: int | None = None  # None: max_sessions
+    max_per_key: int | None = 16  # open sessions per API key; None: max_sessions
     max_cached: int | None = None  # sessions keeping embeddings; None: max_sessions
     idle_timeout: float = 1800.0  # seconds
     max_upload_mb: float = 256.0  # compressed request body
     max_image_mb: float = 2048.0  # decompressed image
     max_concurrent: int = 2  # predictions running at once (the rest queue)
     max_jobs: int = 2  # background jobs running at once
+    deadline_s: float = 30.0  # an interactive request answered within this, or refused at once (503)
+    initial_estimate_s: float = 5.0  # service time assumed for a kind before one has been measured
+    key_requests_per_minute: int | None = 600  # None or 0: unlimited
+    key_upload_mb_per_minute: float | None = 2048.0  # None or 0: unlimited
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @property
     def max_upload_bytes(self) -> int:

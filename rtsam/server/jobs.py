@@ -21,9 +21,10 @@ from fastapi.concurrency import run_in_threadpool
 from ..cli.common import to_jsonable
 from ..errors import CancelledError, InputError, RTSAMError
 from . import wire
-from .app import FRAME_BODY, FRAME_RESPONSE, owner, read_body
+from .admission import BATCH, Scheduler
+from .app import FRAME_BODY, FRAME_RESPONSE, owner, read_upload
 from .schemas import JobOut
-from .sessions import StoreFull, UnknownSession
+from .sessions import OwnerLimit, StoreFull, UnknownSession
 
 router = APIRouter(tags=["jobs"])
 JOBS_KEPT = 64  # finished jobs remembered (oldest dropped first)
@@ -40,13 +41,23 @@ class Job:
         return JobOut(job_id=self.id, kind=self.kind, state=self.state, progress=round(self.progress, 4),
                       message=self.message, error=self.error)
 
-    def run(self, work: Callable) -> None:
-        if self.cancelled.is_set():
+    def run(self, work: Callable, scheduler: Scheduler) -> None:
+        """Run ``work`` holding a low-priority inference slot, handed over to clicks at each progress report."""
+        ticket = scheduler.hold(self.owner, f"{self.kind} step", BATCH, self.cancelled.is_set)
+        if ticket is None:
             self.state = "cancelled"
             return
         self.state = "running"
+
+        def report(fraction: float, message: str = "") -> None:
+            nonlocal ticket
+            self.progress, self.message = float(fraction), message
+            ticket = scheduler.checkpoint(ticket, self.cancelled.is_set)
+            if ticket is None:
+                raise CancelledError("job cancelled while waiting for a slot")
+
         try:
-            self.result = work(self.report, self.cancelled.is_set)
+            self.result = work(report, self.cancelled.is_set)
             self.state, self.progress = "done", 1.0
         except CancelledError:
             self.state = "cancelled"
@@ -54,29 +65,34 @@ class Job:
             self.state, self.error = "failed", str(error)
         except Exception as error:  # reported to the client; the server keeps serving
             self.state, self.error = "failed", f"internal error ({type(error).__name__}: {error})"
-
-    def report(self, fraction: float, message: str = "") -> None:
-        self.progress, self.message = float(fraction), message
+        finally:
+            if ticket is not None:
+                scheduler.release(ticket)
 
 
 class JobRunner:
-    def __init__(self, workers: int, max_pending: int = 16):
+    def __init__(self, workers: int, scheduler: Scheduler, max_pending: int = 16, max_pending_per_key: int = 4):
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="rtsam-job")
-        self.max_pending = max_pending
+        self.scheduler = scheduler
+        self.max_pending, self.max_pending_per_key = max_pending, max_pending_per_key
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
 
     def submit(self, who: str, kind: str, work: Callable) -> Job:
         with self.lock:
-            pending = sum(j.state in ("queued", "running") for j in self.jobs.values())
-            if pending >= self.max_pending:
-                raise StoreFull(f"{pending} jobs are queued or running (limit {self.max_pending}); retry later")
+            pending = [j for j in self.jobs.values() if j.state in ("queued", "running")]
+            if len(pending) >= self.max_pending:
+                raise StoreFull(f"{len(pending)} jobs are queued or running (limit {self.max_pending}); retry later")
+            mine = sum(j.owner == who for j in pending)
+            if mine >= self.max_pending_per_key:
+                raise OwnerLimit(f"this API key already has {mine} jobs queued or running (limit "
+                                 f"{self.max_pending_per_key}); wait for one to finish")
             job = Job(who, kind)
             self.jobs[job.id] = job
             finished = [j for j in self.jobs.values() if j.state not in ("queued", "running")]
             for old in finished[: max(0, len(finished) - JOBS_KEPT)]:
                 del self.jobs[old.id]
-        self.pool.submit(job.run, work)
+        self.pool.submit(job.run, work, self.scheduler)
         return job
 
     def get(self, who: str, job_id: str) -> Job:
@@ -90,7 +106,7 @@ class JobRunner:
 async def submit_itv(request: Request, who: str = Depends(owner)) -> JobOut:
     """Start an ITV job on uploaded phases; returns at once with the job id."""
     config = request.app.state.config
-    body = await read_body(request, config.max_upload_bytes)
+    body = await read_upload(request, who)
     phases, prompt, init_mask, options = await run_in_threadpool(itv_inputs, body, config.max_image_bytes)
     engine = request.app.state.engine
 

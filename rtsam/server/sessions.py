@@ -15,8 +15,9 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from ..engines.base import Engine, EngineContext, SegmentationResult
+from ..engines.base import Engine, EngineContext, Prompt, SegmentationResult
 from ..volume import Volume
+from .wire import prompt_to_dict
 
 RESULTS_KEPT = 8  # recent results a prediction may refine (each holds a mask and logits)
 EXPIRED_REMEMBERED = 4096
@@ -24,6 +25,7 @@ EXPIRED_REMEMBERED = 4096
 
 class StoreError(Exception):
     status = 400
+    retry_after: float | None = None  # seconds; sent as Retry-After when set
 
 
 class UnknownSession(StoreError):
@@ -36,6 +38,7 @@ class SessionExpired(StoreError):
 
 class StoreFull(StoreError):
     status = 503
+    retry_after = 30.0
 
 
 class OwnerLimit(StoreError):
@@ -53,6 +56,7 @@ class ServerSession:
         self.created = self.last_used = now
         self.lock = threading.Lock()
         self.results: OrderedDict[str, SegmentationResult] = OrderedDict()
+        self.warm = False  # embeddings computed (a prediction ran since the last cache drop)
         self._context: EngineContext | None = None
         self._interactive = None
 
@@ -79,8 +83,18 @@ class ServerSession:
 
     def drop_cache(self) -> None:
         """Free the embeddings (they are recomputed on the next prediction)."""
+        self.warm = False
         if self._context is not None:
             self._context.clear_cache()
+
+    def state(self) -> dict:
+        """What requests can change: prompt, undo/redo depth, result shown and results kept."""
+        interactive = self._interactive  # created on first use, like an empty one
+        shown = None if interactive is None else interactive.result
+        return {"owner": self.owner, "results": list(self.results),
+                "prompt": prompt_to_dict(Prompt() if interactive is None else interactive.prompt),
+                "history": (0, 0) if interactive is None else interactive.history,
+                "shown": None if shown is None else id(shown)}
 
     def info(self) -> dict:
         return {"session_id": self.id, "shape": list(self.image.array.shape), "dtype": str(self.image.array.dtype),
@@ -116,16 +130,16 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def check_room(self, owner: str) -> None:
+        """Raise ``StoreFull`` or ``OwnerLimit`` when ``owner`` cannot open a session now."""
+        self.evict_idle()
+        with self._lock:
+            self._check_room(owner)
+
     def create(self, owner: str, image: Volume) -> ServerSession:
         self.evict_idle()
         with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise StoreFull(f"server is full: {len(self._sessions)} sessions open (limit {self.max_sessions}); "
-                                "close unused sessions or retry later")
-            owned = sum(s.owner == owner for s in self._sessions.values())
-            if owned >= self.max_per_owner:
-                raise OwnerLimit(f"this API key already has {owned} open sessions (limit {self.max_per_owner}); "
-                                 "close some first")
+            self._check_room(owner)
             session = ServerSession(secrets.token_urlsafe(24), owner, image, self.engine, self.clock())
             self._sessions[session.id] = session
             return session
@@ -173,11 +187,25 @@ class SessionStore:
                 self._expired.popitem(last=False)
         return len(idle)
 
+    def state(self) -> dict:
+        """Every open session's ``state()`` by id (for checks that a refused request changed nothing)."""
+        with self._lock:
+            return {sid: session.state() for sid, session in self._sessions.items()}
+
     def stats(self) -> dict:
         with self._lock:
             return {"sessions": len(self._sessions), "max_sessions": self.max_sessions,
                     "cached_embeddings": len(self._cached), "max_cached": self.max_cached,
                     "idle_timeout_s": self.idle_timeout}
+
+    def _check_room(self, owner: str) -> None:
+        if len(self._sessions) >= self.max_sessions:
+            raise StoreFull(f"server is full: {len(self._sessions)} sessions open (limit {self.max_sessions}); "
+                            "close unused sessions or retry later")
+        owned = sum(s.owner == owner for s in self._sessions.values())
+        if owned >= self.max_per_owner:
+            raise OwnerLimit(f"this API key already has {owned} open sessions (limit {self.max_per_owner}); "
+                             "close some first (limit: --max-sessions-per-key)")
 
     def _remove(self, session: ServerSession) -> None:
         self._sessions.pop(session.id, None)

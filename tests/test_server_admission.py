@@ -1,0 +1,186 @@
+"""Admission control and per-key limits without an engine: a fake clock, real queues and threads."""
+
+import asyncio
+import threading
+
+import pytest
+
+from rtsam.server.admission import BATCH, INTERACTIVE, Busy, Scheduler, ServiceTimes
+from rtsam.server.limits import KeyLimits, RateLimited
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def scheduler(slots=1, segment_s=2.0):
+    clock = Clock()
+    times = ServiceTimes("litemedsam", initial_s=segment_s)
+    return Scheduler(slots, times, clock), clock
+
+
+def test_service_time_is_a_moving_estimate_per_kind():
+    times = ServiceTimes("litemedsam", initial_s=2.0, weight=0.5)
+    assert times.estimate("segment") == 2.0
+    times.record("segment", 4.0)
+    times.record("segment", 2.0)
+    assert times.estimate("segment") == 3.0 and times.estimate("predict") == 2.0
+    assert times.snapshot() == {"engine": "litemedsam", "segment": 3.0}
+
+
+def test_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_after():
+    async def main():
+        sched, clock = scheduler(slots=1, segment_s=2.0)
+        async with sched.slot("alice", "segment", deadline=10):  # running: 2 s left
+            queued = [asyncio.ensure_future(_hold_slot(sched, "alice", 10)) for _ in range(4)]
+            await asyncio.sleep(0)
+            assert sched.stats()["queued"]["interactive"] == 4  # the fourth ends at 2 + 3 * 2 + 2 = 10 s: fits
+            with pytest.raises(Busy, match=r"server busy: a segment would take about 12 s here, over its 10 s") \
+                    as refused:
+                async with sched.slot("alice", "segment", deadline=10):
+                    pass
+            assert refused.value.retry_after == 2.0 and refused.value.status == 503
+            assert sched.stats()["queued"]["interactive"] == 4  # the refused request left no trace
+            clock.now = 1.0
+            bob = asyncio.ensure_future(_hold_slot(sched, "bob", 5))  # 1 s left + one of alice's + his own = 5 s
+            await asyncio.sleep(0)
+        await asyncio.gather(*queued, bob)
+
+    asyncio.run(main())
+
+
+async def _hold_slot(sched, owner, deadline, served=None):
+    async with sched.slot(owner, "segment", deadline):
+        if served is not None:
+            served.append(owner)
+        await asyncio.sleep(0)
+
+
+def test_owners_take_turns_so_a_flood_delays_only_its_own_key():
+    async def main():
+        sched, _ = scheduler(slots=1, segment_s=1.0)
+        served = []
+        async with sched.slot("alice", "segment", deadline=100):
+            flood = [asyncio.ensure_future(_hold_slot(sched, "alice", 100, served)) for _ in range(5)]
+            await asyncio.sleep(0)
+            late = asyncio.ensure_future(_hold_slot(sched, "bob", 100, served))
+            await asyncio.sleep(0)
+        await asyncio.gather(*flood, late)
+        assert served == ["alice", "bob", "alice", "alice", "alice", "alice"]
+
+    asyncio.run(main())
+
+
+def test_fair_share_admission_refuses_the_flooding_key_but_admits_another():
+    async def main():
+        sched, _ = scheduler(slots=1, segment_s=1.0)
+        served = []
+        async with sched.slot("alice", "segment", deadline=6):
+            flood = []
+            for _ in range(8):  # alice queues until her own backlog passes the deadline
+                flood.append(asyncio.ensure_future(_hold_slot(sched, "alice", 6, served)))
+                await asyncio.sleep(0)
+            refused = [t for t in flood if t.done() and isinstance(t.exception(), Busy)]
+            assert len(refused) == 3  # 1 s running + 5 queued: a sixth would end after 7 s
+            bob = asyncio.ensure_future(_hold_slot(sched, "bob", 3, served))  # ahead of him: one turn of alice
+            await asyncio.sleep(0)
+            assert not bob.done()  # admitted, waiting
+        await asyncio.gather(*flood, bob, return_exceptions=True)
+        assert bob.exception() is None and served == ["alice", "bob"] + ["alice"] * 4
+
+    asyncio.run(main())
+
+
+def test_interactive_requests_go_before_batch_jobs_which_hand_over_at_checkpoints():
+    sched, clock = scheduler(slots=1, segment_s=1.0)
+    job = sched.hold("carol", "itv step", BATCH)
+    assert job is not None and sched.stats()["running"] == 1
+    order = []
+
+    async def click():
+        async with sched.slot("alice", "segment", deadline=30):
+            order.append("click")
+
+    def job_thread():
+        clock.now = 5.0
+        ticket = sched.checkpoint(job)  # a click waits: the job hands over its slot and queues again
+        order.append("job step")
+        sched.release(ticket, record=False)
+
+    async def main():
+        task = asyncio.ensure_future(click())
+        await asyncio.sleep(0.05)
+        assert order == []  # the job holds the only slot
+        thread = threading.Thread(target=job_thread)
+        thread.start()
+        await task
+        await asyncio.to_thread(thread.join)
+
+    asyncio.run(main())
+    assert order == ["click", "job step"]
+    assert sched.times.estimate("itv step") == 5.0  # the step was measured at the checkpoint
+
+
+def test_a_queued_job_can_be_cancelled_while_waiting_for_a_slot():
+    sched, _ = scheduler(slots=1)
+    running = sched.hold("alice", "itv step", BATCH)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    assert sched.hold("bob", "itv step", BATCH, cancel.is_set) is None
+    assert sched.stats()["queued"] == {"interactive": 0, "batch": 0}
+    sched.release(running)
+    assert sched.stats()["running"] == 0
+
+
+def test_a_request_whose_wait_overran_the_estimate_is_refused_not_served_late():
+    async def main():
+        sched, clock = scheduler(slots=1, segment_s=2.0)
+        async with sched.slot("alice", "segment", deadline=10):
+            waiting = asyncio.ensure_future(_hold_slot(sched, "bob", 5))  # 2 + 2 <= 5: admitted
+            await asyncio.sleep(0)
+            clock.now = 4.0  # the running request took longer than its estimate
+        with pytest.raises(Busy, match="over its 5 s deadline"):
+            await waiting
+
+    asyncio.run(main())
+
+
+def test_key_limits_per_minute_with_retry_after():
+    clock = Clock()
+    limits = KeyLimits(requests_per_minute=3, upload_mb_per_minute=1.0, clock=clock)
+    for t in (0, 10, 20):
+        clock.now = t
+        limits.charge_request("alice")
+    with pytest.raises(RateLimited, match=r"3 requests in the last minute \(limit 3, --key-requests-per-minute\)") \
+            as refused:
+        limits.charge_request("alice")
+    assert refused.value.retry_after == 40.0 and refused.value.status == 429
+    limits.charge_request("bob")  # other keys are not affected
+    clock.now = 60.5
+    limits.charge_request("alice")  # the first request left the window
+    limits.charge_upload("alice", 600_000)
+    with pytest.raises(RateLimited, match="upload limit of 1 MiB per minute") as refused:
+        limits.check_upload("alice", 600_000)
+    assert refused.value.retry_after == 60.0
+    with pytest.raises(RateLimited) as never:
+        limits.check_upload("bob", 2 << 20)
+    assert never.value.retry_after is None  # larger than the whole budget: retrying cannot help
+    unlimited = KeyLimits(0, 0, clock)
+    for _ in range(1000):
+        unlimited.charge_request("alice")
+
+
+def test_an_engine_slower_than_the_deadline_serves_when_a_slot_is_free_and_queues_nothing():
+    async def main():
+        sched, _ = scheduler(slots=1, segment_s=50.0)
+        async with sched.slot("alice", "segment", deadline=30):  # an idle server serves it, however slow
+            with pytest.raises(Busy, match="about 100 s") as refused:
+                async with sched.slot("bob", "segment", deadline=30):
+                    pass
+        assert refused.value.retry_after == 50.0  # when the slot frees
+
+    asyncio.run(main())
