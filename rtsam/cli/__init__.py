@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "train_itv",
     "serve",
+    "web",
     "bench",
     "segment",
     "benchmark",
