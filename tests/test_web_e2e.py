@@ -53,6 +53,15 @@ async def click_at(page, view: str, selector: str, ras) -> None:
     await page.mouse_click(rect["x"] + x * scale, rect["y"] + y * scale)
 
 
+async def screenshot_when_drawn(page, path: Path) -> None:
+    """Screenshot once the app is idle and the axial view has sent a new image."""
+    await page.wait_for("!window.trame.state.get('busy')", what="the app to be idle")
+    before = await page.evaluate("document.querySelector('img.image-display-area').src")
+    await page.evaluate("window.trame.trigger('render_views', [])")
+    await page.wait_for(f"document.querySelector('img.image-display-area').src !== {before!r}", 30, "a new frame")
+    await page.screenshot(path)
+
+
 def test_click_in_axial_view_segments_the_tumour(web, brain):
     chromium, url = web
     target = deepest_voxel_ras(brain[1])
@@ -60,6 +69,7 @@ def test_click_in_axial_view_segments_the_tumour(web, brain):
     async def scenario(page):
         assert await page.wait_for("window.trame.state.get('case_info')", what="the case loaded from DATA")
         assert await page.state("reference_names") == ["brain1_label"]
+        await page.set_state(seg_margin=2)
         await page.click_element("#box-reference")
         await page.wait_for("window.trame.state.get('seg_box_text').includes('mm)')", what="the box")
         await page.trigger("jump_to", list(target))
@@ -68,7 +78,7 @@ def test_click_in_axial_view_segments_the_tumour(web, brain):
         await click_at(page, "axial", "img.image-display-area", target)
         segment = await page.wait_for("window.trame.state.get('segment')", 180, "the segment")
         assert await page.trigger("segment_contains", list(target))
-        await page.screenshot(ARTEFACTS / "web-segment.png")
+        await screenshot_when_drawn(page, ARTEFACTS / "web-segment.png")
         return segment, await page.state("error")
 
     segment, error = asyncio.run(open_page(chromium, url, scenario))
@@ -76,3 +86,48 @@ def test_click_in_axial_view_segments_the_tumour(web, brain):
     assert segment["includes"] == 1 and segment["excludes"] == 0
     assert segment["voxels"] > 100 and segment["engine"] == "litemedsam"
     assert segment["dice_reference"] > 0.7
+
+
+@pytest.fixture(scope="module")
+def four_dct(brain, tmp_path_factory):
+    """A 3-phase 4DCT from the brain1 crop warped by a breathing model, written as phase files, with the
+    GTV of phase 0 and the true ITV."""
+    from rtsam.io import write_image
+    from rtsam.itv.generator import make_4dct
+    from rtsam.web.modules import add_module_paths
+
+    add_module_paths()
+    from RTInjurySAMLib.scenarios import binary_mask, crop_near_lesion
+
+    image, label = crop_near_lesion(read_image(brain[0]), binary_mask(read_image(brain[1])), slices=4)
+    generated = make_4dct(image, label, phases=3, amplitude_si_mm=0.0, amplitude_ap_mm=5.0, fade_mm=12.0)
+    folder = tmp_path_factory.mktemp("4dct")
+    files = [write_image(phase, folder / f"phase_{n}0.nrrd") for n, phase in enumerate(generated.phases)]
+    gtv = write_image(generated.phase_masks[0], folder / "gtv_phase0.nrrd")
+    return files, gtv, generated
+
+
+def test_itv_tab_builds_the_itv_from_a_gtv_file(web, four_dct):
+    chromium, url = web
+    files, gtv, generated = four_dct
+
+    async def scenario(page):
+        await page.click_element("#tab-itv")
+        await page.set_state(itv_phases_path="\n".join(str(f) for f in files), itv_gtv_path=str(gtv), itv_reference=0)
+        await page.click_element("#itv-load")
+        await page.wait_for("window.trame.state.get('itv_phase_count') === 3", what="the 4DCT")
+        await page.click_element("#itv-run")
+        result = await page.wait_for("window.trame.state.get('itv_result')", 180, "the ITV")
+        await page.set_state(itv_phase=2)
+        await screenshot_when_drawn(page, ARTEFACTS / "web-itv.png")
+        return result
+
+    result = asyncio.run(open_page(chromium, url, scenario))
+    truth_ml = generated.truth_itv.array.sum() * generated.truth_itv.voxel_volume_ml
+    phase_ml = [m.array.sum() * m.voxel_volume_ml for m in generated.phase_masks]
+    assert [row["label"] for row in result["phases"]] == ["0", "1", "2"]
+    assert all(v > 0 for v in result["masks_voxels"])
+    assert result["itv_volume_ml"] >= max(row["volume_ml"] for row in result["phases"])
+    assert result["itv_volume_ml"] == pytest.approx(truth_ml, rel=0.25)
+    assert [row["volume_ml"] for row in result["phases"]] == pytest.approx(phase_ml, rel=0.25)
+    assert result["plot"].startswith("<svg") and result["plot"].count("<polyline") == 3

@@ -157,6 +157,10 @@ class WebApp:
         self.on_window_level(self.state.window_level)
         for view in self.slicer_app.view_manager.get_slice_views():
             view.fit_view_to_content()
+        self.render_views()
+
+    def render_views(self) -> None:
+        for view in self.slicer_app.view_manager.get_slice_views():
             view.schedule_render()
 
     def on_window_level(self, window_level, **_) -> None:

@@ -68,7 +68,7 @@ class ITVTab:
 
     def _initial_segment(self) -> str | None:
         """The GTV file as a segment on the reference phase (None for a box prompt)."""
-        from RTSAMCommon.mrml_convert import set_segment_mask
+        from RTSAMCommon.mrml_convert import set_segment_mask, volume_from_node
 
         from ..io import read_image
         from ..itv.phases import check_mask_grid
@@ -80,8 +80,6 @@ class ITVTab:
             raise InputError("give the GTV mask file of the reference phase, or choose the box prompt")
         mask = read_image(path)
         reference = self.sequence.GetNthDataNode(int(self.state.itv_reference))
-        from RTSAMCommon.mrml_convert import volume_from_node
-
         check_mask_grid(mask, volume_from_node(reference), "GTV")
         return set_segment_mask(self.segmentation, mask.with_array((mask.array > 0).astype("uint8")), "GTV",
                                 GTV_COLOR)
@@ -103,6 +101,7 @@ class ITVTab:
             progress, lambda p: self.app.report("ITV", p))
         self.outputs = self.logic.apply(request, result)
         self._publish()
+        self.app.set_status(f"ITV {result.report['itv_volume_ml']:.2f} ml over {len(result.phase_masks)} phases")
 
     def _publish(self) -> None:
         outputs, report = self.outputs, self.outputs.report

@@ -41,6 +41,8 @@ class SegmentTab:
         self.segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "RTInjurySAM")
         self.roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Box")
         self.roi.CreateDefaultDisplayNodes()
+        self.roi.GetDisplayNode().SetFillVisibility(False)
+        self.roi.GetDisplayNode().SetSelectedColor(1.0, 0.85, 0.2)
         self.roi.SetDisplayVisibility(False)
         self.include = self._points("Include", (0.1, 0.9, 0.1))
         self.exclude = self._points("Exclude", (0.9, 0.1, 0.9))
@@ -140,6 +142,7 @@ class SegmentTab:
             "includes": self.include.GetNumberOfControlPoints(), "excludes": self.exclude.GetNumberOfControlPoints(),
             "dice_reference": self.app.dice_with_references(mask),
         }
+        self.app.set_status(f"segment: {result.summaryText()}")
 
     def contains(self, ras) -> bool:
         """Whether the current segment holds the voxel at a RAS point."""

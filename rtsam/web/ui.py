@@ -28,6 +28,7 @@ def build_ui(app):
     app.server.trigger("slice_geometry")(app.slice_geometry)
     app.server.trigger("segment_contains")(segment.contains)
     app.server.trigger("jump_to")(app.jump_to)
+    app.server.trigger("render_views")(app.render_views)
 
     with SinglePageWithDrawerLayout(app.server, full_height=True) as layout:
         layout.title.set_text("SlicerRTSAM web")
