@@ -16,6 +16,7 @@ from rtsam.volume import lps_to_ras  # noqa: E402
 from rtsam.web.app import ras_to_view_xy  # noqa: E402
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium")
+KEY = "rtsam-web-test-key-0123456789"  # the server runs with an API key: pages must pass it as ?secret=
 ARTEFACTS = Path(os.environ.get("RTSAM_TEST_ARTEFACTS", Path(__file__).resolve().parents[1] / "test-artefacts"))
 
 
@@ -27,7 +28,7 @@ def brain(data):
 @pytest.fixture(scope="module")
 def web(brain, tmp_path_factory):
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    process, url = start_web([str(brain[0]), str(brain[1])], ARTEFACTS / "rtsam-web.log")
+    process, url = start_web(["--api-key", KEY, str(brain[0]), str(brain[1])], ARTEFACTS / "rtsam-web.log")
     chromium = Chromium(chromium_path())
     yield chromium, url
     chromium.close()
@@ -62,8 +63,21 @@ async def screenshot_when_drawn(page, path: Path) -> None:
     await page.screenshot(path)
 
 
-def test_click_in_axial_view_segments_the_tumour(web, brain):
+def test_page_without_the_key_gets_no_session(web):
     chromium, url = web
+
+    async def scenario(page):
+        await page.call("Page.enable")
+        await page.call("Page.navigate", url=url)
+        await page.wait_for("!!document.body && document.body.innerText.includes('connect')", 60, "the client's connection error")
+        return await page.evaluate("(window.trame && window.trame.state && window.trame.state.get('status')) ?? null")
+
+    assert asyncio.run(open_page(chromium, None, scenario)) is None
+
+
+def test_click_in_axial_view_segments_the_tumour(web, brain, tmp_path):
+    chromium, url = web
+    url = f"{url}?secret={KEY}"
     target = deepest_voxel_ras(brain[1])
 
     async def scenario(page):
@@ -79,13 +93,20 @@ def test_click_in_axial_view_segments_the_tumour(web, brain):
         segment = await page.wait_for("window.trame.state.get('segment')", 180, "the segment")
         assert await page.trigger("segment_contains", list(target))
         await screenshot_when_drawn(page, ARTEFACTS / "web-segment.png")
-        return segment, await page.state("error")
+        await page.set_state(export_path=str(tmp_path / "out.seg.nrrd"), export_format="nrrd")
+        await page.click_element("#export")
+        await page.wait_for("window.trame.state.get('status').startsWith('exported')", what="the export")
+        await page.click_element("#undo")
+        undone = await page.wait_for("window.trame.state.get('segment').includes === 0 && "
+                                     "window.trame.state.get('segment')", 120, "the undo")
+        return segment, undone
 
-    segment, error = asyncio.run(open_page(chromium, url, scenario))
-    assert not error
+    segment, undone = asyncio.run(open_page(chromium, url, scenario))
+    assert (tmp_path / "out.seg.nrrd").stat().st_size > 0
     assert segment["includes"] == 1 and segment["excludes"] == 0
     assert segment["voxels"] > 100 and segment["engine"] == "litemedsam"
     assert segment["dice_reference"] > 0.7
+    assert undone["includes"] == 0 and undone["voxels"] != segment["voxels"]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +130,7 @@ def four_dct(brain, tmp_path_factory):
 
 def test_itv_tab_builds_the_itv_from_a_gtv_file(web, four_dct):
     chromium, url = web
+    url = f"{url}?secret={KEY}"
     files, gtv, generated = four_dct
 
     async def scenario(page):

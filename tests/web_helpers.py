@@ -170,11 +170,12 @@ class Page:
 
 
 async def open_page(chromium: Chromium, url: str, scenario):
-    """Run ``scenario(page)`` on a page showing ``url``."""
+    """Run ``scenario(page)`` on a page showing ``url`` (None: the scenario navigates)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(chromium.page_ws_url(), max_msg_size=0) as ws:
             page = Page(ws)
-            await page.goto(url)
+            if url is not None:
+                await page.goto(url)
             return await scenario(page)
