@@ -34,6 +34,9 @@ def build_ui(app):
         layout.title.set_text("SlicerRTSAM web")
         with layout.toolbar:
             v.VSpacer()
+            v.VChip("{{ segment.low_quality ? 'LOW quality' : 'quality' }} {{ segment.quality ?? 'n/a' }}",
+                    v_if="segment", color=("segment.low_quality ? 'red' : 'green'",), variant="flat", classes="mr-4",
+                    id="quality-flag")
             html.Span("{{ status }}", id="status", classes="text-body-2 mr-4")
             v.VProgressLinear(v_show="busy", model_value=("progress",), absolute=True, location="bottom",
                               color="primary", indeterminate=("progress === 0",))
