@@ -14,7 +14,6 @@ import numpy as np
 from ..errors import InputError
 from .backend import Progress, run_in_worker
 
-CLICK_MODES = ("none", "include", "exclude")
 EXPORT_FORMATS = {"nrrd": ".seg.nrrd", "seg": "DICOM SEG (.dcm)", "rtstruct": "DICOM RTSTRUCT (.dcm)"}
 
 
@@ -26,7 +25,7 @@ class SegmentTab:
         self.logic = RTInjurySAMLogic(app.scene, app.backend)
         self.segmentation = self.roi = self.include = self.exclude = None
         self.state.update(seg_task="cerebral radiation necrosis", seg_patient="", seg_threshold=0.8, seg_margin=5.0,
-                          seg_box_text="no box", click_mode="none", segment=None, seg_busy=False,
+                          seg_box_text="no box", click_mode="none", segment=None,
                           export_path="", export_format="nrrd")
         self.state.change("click_mode")(self.on_click_mode)
 
