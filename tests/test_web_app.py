@@ -31,6 +31,11 @@ def test_cli_refuses_a_short_key(capsys):
     assert "at least 16 characters" in capsys.readouterr().err
 
 
+def test_cli_names_a_missing_data_file(capsys, tmp_path):
+    assert main(["web", str(tmp_path / "missing.nrrd")]) == 2
+    assert "missing.nrrd: file or folder not found" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def slicer_scene():
     slicer = pytest.importorskip("slicer")

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import os
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     keys = load_keys(args.api_key, args.api_key_file)
     check_binding(args.host, keys)
+    for path in args.data:  # before the engine loads (seconds)
+        if not Path(path).exists():
+            raise InputError("file or folder not found", path)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless GPU/Mesa rendering
     from ..web.backend import InProcessBackend
