@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("file or folder not found", path)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless GPU/Mesa rendering
-    from ..web.backend import InProcessBackend
+    from ..web.backend import in_process_backend
 
-    backend = InProcessBackend(args.device)
+    backend = in_process_backend(args.device)
     print("rtsam web: loading the engine", flush=True)
     backend.engine(None)  # before VTK and slicer-core: importing torchvision after them crashes the process
     try:

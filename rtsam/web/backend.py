@@ -1,37 +1,20 @@
-"""The viewer's backend: engines in this process, behind the interface the module logics take
-(``engine(name)``, ``open_session(image, engine)``); sessions are plain ``rtsam.session.Session``."""
+"""The viewer's backend (the modules' in-process one: rtsam Sessions on engines in this process) and
+worker-thread helpers for the model calls."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-
-from ..volume import Volume
 
 
-class InProcessBackend:
-    """Loads each engine once (rtsam's engine registry) and opens rtsam Sessions on it."""
+def in_process_backend(device: str = "cpu"):
+    """The modules' own in-process backend (RTSAMCommon.backends): ``InProcessBackend``, or ``LocalBackend``
+    where that class does not exist yet (there the local backend still runs in this process)."""
+    from .modules import add_module_paths
 
-    kind = "in-process"
+    add_module_paths()
+    from RTSAMCommon import backends
 
-    def __init__(self, device: str = "cpu"):
-        self.device = device
-        self._engines: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def engine(self, name: str | None = None):
-        from ..engines.registry import DEFAULT_ENGINE, load_engine
-
-        name = name or DEFAULT_ENGINE
-        with self._lock:  # predictions run in worker threads
-            if name not in self._engines:
-                self._engines[name] = load_engine(name, None, self.device)
-            return self._engines[name]
-
-    def open_session(self, image: Volume, engine: str | None = None):
-        from ..session import Session
-
-        return Session(image, self.engine(engine))
+    return getattr(backends, "InProcessBackend", backends.LocalBackend)(device)
 
 
 class Progress:
