@@ -84,3 +84,35 @@ def test_motion_plot_draws_one_line_per_axis(slicer_scene):
     svg = motion_svg(add_motion_table(slicer_scene, rows, [0, 50, 100], "motion"))
     assert svg.startswith("<svg") and svg.count("<polyline") == 3
     assert "0.0 .. 4.0" in svg
+
+
+@pytest.fixture(scope="module")
+def web_app():
+    """The viewer's app object without serving it (no engine: only steps that need none)."""
+    import os
+
+    pytest.importorskip("trame_slicer")
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    from rtsam.web.app import WebApp
+
+    return WebApp(backend=None)
+
+
+def test_dicom_rt_folder_in_the_app_and_its_dose_box(web_app, rt_case):
+    """The folder's one CT slice (z 168.6 mm) lies outside the 80% dose region: the box is refused with
+    the reason rather than placed off the image."""
+    from rtsam.errors import GeometryError
+
+    web_app.state.case_path = str(rt_case)
+    web_app.load_case()
+    assert web_app.state.case_info["dose"] and web_app.state.case_info["dicom"]
+    assert "Tumor Bed" in web_app.state.reference_names
+    web_app.state.update(seg_threshold=0.8, seg_margin=0.0)
+    with pytest.raises(GeometryError, match="does not overlap the image extent"):
+        web_app.segment_tab.box_from_dose()
+
+
+def test_itv_tab_refuses_a_single_phase_file(web_app, data):
+    web_app.state.itv_phases_path = str(data / "pyradiomics/brain1_image.nrrd")
+    with pytest.raises(InputError, match="one file is one phase"):
+        web_app.itv_tab.load()
