@@ -3,6 +3,7 @@ RTInjurySAM (Segment tab) and ITV4DCT (ITV tab) module logics acting on that sce
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 
@@ -37,6 +38,7 @@ class WebApp:
         self.sequences_logic = self._sequences_logic()
         self.backend = backend
         self.case = None
+        self.lock = asyncio.Lock()
         self.state.update(tab="segment", status="load a case", error="", busy=False, progress=0, case_info=None,
                           reference_names=[], seg_reference=None, window_level="auto", case_path="", mask_paths="")
         self.state.change("window_level")(self.on_window_level)
@@ -76,7 +78,12 @@ class WebApp:
 
     # --- errors, progress, tasks ----------------------------------------------------
     async def guarded(self, work) -> None:
-        """Await ``work`` with the busy flag up; errors go to the error banner, never lost."""
+        """Await ``work`` with the busy flag up, one action at a time (a click during a prediction waits for
+        it: the session is not shared between threads); errors go to the error banner, never lost."""
+        async with self.lock:
+            await self._run_shown(work)
+
+    async def _run_shown(self, work) -> None:
         with self.state:
             self.state.update(busy=True, error="", progress=0)
         try:

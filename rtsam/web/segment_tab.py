@@ -102,11 +102,11 @@ class SegmentTab:
     async def update_from_points(self) -> None:
         """A click was placed: decode with the cached embedding (first click opens the session)."""
         if self.logic.interaction is None:
-            await self.app.guarded(self.segment())
+            await self.segment()
             return
         changed = self.logic.syncBox()
         if self.logic.syncClicks(self.include, self.exclude) or changed:
-            await self.app.guarded(self._predict_and_show("decoding"))
+            await self._predict_and_show("decoding")
 
     async def _predict_and_show(self, what: str) -> None:
         progress = Progress()
