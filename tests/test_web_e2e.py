@@ -13,7 +13,6 @@ from web_helpers import Chromium, chromium_path, open_page, start_web, stop  # n
 
 from rtsam.io import read_image  # noqa: E402
 from rtsam.volume import lps_to_ras  # noqa: E402
-from rtsam.web.app import ras_to_view_xy  # noqa: E402
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium")
 KEY = "rtsam-web-test-key-0123456789"  # the server runs with an API key: pages must pass it as ?secret=
@@ -43,6 +42,14 @@ def deepest_voxel_ras(label_path) -> np.ndarray:
     depth = distance_transform_edt(label.array > 0, sampling=label.spacing[::-1])
     k, j, i = np.unravel_index(np.argmax(depth), depth.shape)
     return lps_to_ras(label.ijk_to_lps([i, j, k]))
+
+
+def ras_to_view_xy(geometry: dict, ras) -> np.ndarray:
+    """Pixel position (x from left, y from top) of a RAS point in a slice view, from the app's
+    slice_geometry (the slice node's XY-to-RAS matrix, origin bottom-left, and the view size)."""
+    matrix = np.array(geometry["xy_to_ras"], float).reshape(4, 4)
+    x, y, _, _ = np.linalg.solve(matrix, np.append(np.asarray(ras, float), 1.0))
+    return np.array([x, geometry["size"][1] - y])
 
 
 async def click_at(page, view: str, selector: str, ras) -> None:

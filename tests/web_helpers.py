@@ -142,8 +142,9 @@ class Page:
         return await self.evaluate(f"JSON.parse(JSON.stringify(window.trame.state.get({json.dumps(key)}) ?? null))")
 
     async def set_state(self, **values) -> None:
-        for key, value in values.items():
-            await self.evaluate(f"window.trame.state.set({json.dumps(key)}, {json.dumps(value)})")
+        """Set state keys and wait until the server has them (a busy client defers its push)."""
+        await self.evaluate(f"window.trame.state.update({json.dumps(values)})")
+        await self.wait_for("window.trame.state.dirtyKeys.size === 0", 30, "the state to reach the server")
 
     async def trigger(self, name: str, *args):
         return await self.evaluate(f"window.trame.trigger({json.dumps(name)}, {json.dumps(list(args))})")

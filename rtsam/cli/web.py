@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import sys
@@ -52,15 +53,16 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("file or folder not found", path)
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless GPU/Mesa rendering
+    missing = [name for name in ("trame_slicer", "slicer") if importlib.util.find_spec(name) is None]
+    if missing:  # found, not imported: the engine must load first
+        raise InputError(f"rtsam web needs the 'slicer' and 'web' extras (missing {', '.join(missing)}): "
+                         "pip install -e '.[slicer,web]'")
+    from ..web.app import WebApp
     from ..web.backend import in_process_backend
 
     backend = in_process_backend(args.device)
     print("rtsam web: loading the engine", flush=True)
     backend.engine(None)  # before VTK and slicer-core: importing torchvision after them crashes the process
-    try:
-        from ..web.app import WebApp
-    except ImportError as error:
-        raise InputError(f"rtsam web needs the 'web' extra: pip install 'rtsam[slicer,web]' ({error})") from None
     app = WebApp(backend, api_keys=keys)
     if args.data:
         app.state.case_path = str(args.data[0])

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import traceback
 
-import numpy as np
 
 from ..errors import InputError, RTSAMError
 from .modules import add_module_paths
@@ -227,10 +226,3 @@ def require_key(server, keys: list[str]) -> None:
         return True
 
     server.add_protocol_to_configure(lambda protocol: setattr(protocol, "validateToken", validate))
-
-
-def ras_to_view_xy(geometry: dict, ras) -> np.ndarray:
-    """Pixel position (x from left, y from top) of a RAS point in a slice view."""
-    matrix = np.array(geometry["xy_to_ras"], float).reshape(4, 4)
-    x, y, _, _ = np.linalg.solve(matrix, np.append(np.asarray(ras, float), 1.0))
-    return np.array([x, geometry["size"][1] - y])
