@@ -144,7 +144,7 @@ class Page:
     async def set_state(self, **values) -> None:
         """Set state keys and wait until the server has them (a busy client defers its push)."""
         await self.evaluate(f"window.trame.state.update({json.dumps(values)})")
-        await self.wait_for("window.trame.state.dirtyKeys.size === 0", 30, "the state to reach the server")
+        await self.wait_state_pushed()
 
     async def trigger(self, name: str, *args):
         return await self.evaluate(f"window.trame.trigger({json.dumps(name)}, {json.dumps(list(args))})")
@@ -152,6 +152,11 @@ class Page:
     async def click_element(self, selector: str) -> None:
         await self.wait_for(f"!!document.querySelector({json.dumps(selector)})", what=selector)
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
+        await self.wait_state_pushed()
+
+    async def wait_state_pushed(self) -> None:
+        """Until the client has sent its state changes to the server (a busy client defers them)."""
+        await self.wait_for("window.trame.state.dirtyKeys.size === 0", 30, "the state to reach the server")
 
     async def rect(self, selector: str) -> dict:
         return await self.evaluate(
