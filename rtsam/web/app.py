@@ -7,13 +7,11 @@ import asyncio
 import logging
 import traceback
 
-
 from ..errors import InputError, RTSAMError
 from .modules import add_module_paths
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("axial", "sagittal", "coronal")
 # (window, level) per preset; "auto" takes the volume's own automatic window/level
 WINDOW_LEVEL = {"auto": None, "soft tissue": (400, 40), "lung": (1500, -600), "bone": (2000, 400), "brain": (80, 40)}
 
@@ -32,7 +30,7 @@ class WebApp:
 
         self.server = server or get_server("rtsam-web", client_type="vue3")
         self.server.enable_module(trame_slicer_module)
-        self.state, self.ctrl = self.server.state, self.server.controller
+        self.state = self.server.state
         self.slicer_app = SlicerApp()
         self.sequences_logic = self._sequences_logic()
         self.backend = backend
