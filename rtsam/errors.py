@@ -23,3 +23,7 @@ class GeometryError(InputError):
 
 class CancelledError(RTSAMError):
     """A long step was cancelled by the user."""
+
+
+class PACSError(RTSAMError):
+    """A PACS or DICOMweb server cannot be reached, refuses, times out or lacks what was asked."""

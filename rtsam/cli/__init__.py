@@ -14,6 +14,7 @@ COMMANDS = [
     "dose_box",
     "dvh",
     "export_dicom",
+    "dicom",
     "evaluate",
     "itv",
     "train",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import print_json, print_table, progress_bar
+from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 # rtsam.itv.pipeline.PROPAGATIONS, spelled out: importing rtsam.itv loads scipy on every rtsam start
 PROPAGATIONS = ("rigid", "deformable", "engine")
@@ -38,7 +39,13 @@ def register(subparsers) -> None:
     p.add_argument("--margin-mm", type=float, nargs="+", metavar="MM",
                    help="box margin when propagating engine prompts between phases: one value or x y z (LPS mm; default: "
                         "the pipeline's MARGIN_MM, rtsam.itv.propagate)")
+    p.add_argument("--out-dicom", metavar="FILE",
+                   help="also write the ITV and each phase's mask (ITV, GTV_phase00, ...) as one DICOM file on the "
+                        "reference phase (with --dicom its series; otherwise that phase is written as a CT series in "
+                        "FILE's folder, <stem>_series)")
+    p.add_argument("--dicom-format", choices=("rtstruct", "seg"), default="rtstruct", help="format of --out-dicom")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_pacs_options(p, "--dicom")  # --to-pacs sends the --out-dicom file (default <out stem>.rtstruct.dcm)
     p.set_defaults(func=run_itv_command)
 
     g = subparsers.add_parser("itv-generate", help="synthetic 4DCT from a CT and lesion mask (Lujan cos^4 breathing)")
@@ -70,13 +77,22 @@ def register(subparsers) -> None:
 
 
 def run_itv_command(args) -> int:
+    if args.from_pacs and not args.dicom:
+        raise InputError("--from-pacs fetches the study given as --dicom STUDY_UID")
+    if args.to_pacs and not args.out_dicom:
+        args.out_dicom = str(beside(args.out, ".rtstruct.dcm"))
+    with pacs_input(args, args.dicom) as dicom:
+        return _itv(args, dicom)
+
+
+def _itv(args, dicom) -> int:
     from ..engines.base import Click, Prompt
     from ..io import read_image, write_image
     from ..itv.phases import load_phases
     from ..itv.pipeline import run_itv
     from ..itv.propagate import MARGIN_MM
 
-    phases = load_phases(args.phases or None, args.seq, args.dicom, args.reference_phase)
+    phases = load_phases(args.phases or None, args.seq, dicom, args.reference_phase)
     init_mask = read_image(args.init_mask) if args.init_mask else None
     clicks = [Click(tuple(float(v) for v in c[:3]), _polarity(c[3])) for c in args.click]
     prompt = Prompt(task=args.task, box_lps=args.box, clicks=clicks)
@@ -95,6 +111,11 @@ def run_itv_command(args) -> int:
         write_image(result.mip_itv, args.mip_out)
     if args.phase_masks_dir:
         _write_phase_masks(result.phase_masks, phases.labels(), Path(args.phase_masks_dir), write_image)
+    if args.out_dicom:
+        result.report["dicom"] = _write_itv_dicom(result, phases, args)
+    if args.to_pacs:
+        written = result.report["dicom"]["written_reference_series"]
+        result.report["pacs"] = send_result([args.out_dicom, *([written] if written else [])], args)
     for warning in result.report["warnings"]:
         print(f"rtsam itv: warning: {warning}", file=sys.stderr)
     if args.json:
@@ -141,6 +162,25 @@ def run_bench_command(args) -> int:
                            "itv_s", "itv_dice", "exact_motion_itv_dice", "mip_itv_dice_vs_truth", "phase_dice_mean",
                            "phase_dice_min"])
     return 0
+
+
+def _write_itv_dicom(result, phases, args) -> dict:
+    """The ITV and phase masks as one RTSTRUCT/SEG on the reference phase's DICOM series."""
+    from ..io.dicom_export import Algorithm
+    from ..itv.dicom_out import write_itv_dicom, write_reference_series
+
+    out = Path(args.out_dicom)
+    reference, series_folder = phases.grid, None
+    if not reference.metadata.get("files"):  # phases not read from DICOM: write the reference phase as a series
+        series_folder = beside(out, "_series")
+        reference = write_reference_series(phases.grid, series_folder)
+    engine = result.report.get("engine")
+    algorithm = Algorithm(f"rtsam itv ({engine or args.propagation})", "", "SEMIAUTOMATIC")
+    path, empty = write_itv_dicom(result.itv, result.phase_masks, reference, out, args.dicom_format, algorithm)
+    for name in empty:
+        result.report["warnings"].append(f"{name} is empty and left out of {path}")
+    return {"path": str(path), "format": args.dicom_format, "empty_phases": empty,
+            "written_reference_series": str(series_folder) if series_folder else None}
 
 
 def _polarity(text: str) -> bool:

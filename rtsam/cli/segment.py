@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import add_ct_window, engine_options, print_json, progress_bar
+from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
     add_ct_window(p)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_pacs_options(p, "IMAGE")  # --to-pacs sends the mask as a DICOM SEG on IMAGE's series (<out stem>.seg.dcm)
     p.set_defaults(func=run)
 
 
@@ -44,12 +46,19 @@ def parse_click(values: list[str]):
 
 
 def run(args) -> int:
+    with pacs_input(args, args.image) as image_path:
+        return segment(args, image_path)
+
+
+def segment(args, image_path) -> int:
     from ..engines.registry import load_engine
     from ..errors import InputError
     from ..io import read_image, read_rtdose, write_image
     from ..session import Session
 
-    image = read_image(args.image)
+    image = read_image(image_path)
+    if args.to_pacs and not image.metadata.get("files"):
+        raise InputError("--to-pacs sends a DICOM SEG on the image's series: give a DICOM image", args.image)
     clicks = [parse_click(c) for c in args.click]
     if args.box is not None and args.dose:
         raise InputError("give either --box or --dose, not both")
@@ -70,9 +79,20 @@ def run(args) -> int:
         result = session.predict(progress=callback)
     path = write_image(result.mask.with_array(result.mask.array, engine=result.engine, weights=result.weights), args.out)
     summary = {**result.summary(), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
+    if args.to_pacs:
+        summary["pacs"] = _send_seg(result, image, path, args)
     if args.json:
         print_json(summary)
     else:
         print(f"{path}: {summary['volume_ml']} mL, engine {summary['engine']} ({summary['weights']}), "
               f"quality {summary['quality']}")
     return 0
+
+
+def _send_seg(result, image, mask_path, args) -> dict:
+    """The mask as a DICOM SEG on the image's series, written next to the mask and sent to --to-pacs."""
+    from ..io.dicom_export import Algorithm, reference_of, write_dicom_seg
+
+    algorithm = Algorithm(result.engine, str(result.weights or ""), "SEMIAUTOMATIC")
+    seg = write_dicom_seg({"Lesion": result.mask}, reference_of(image), beside(mask_path, ".seg.dcm"), algorithm)
+    return send_result([seg], args)

@@ -75,7 +75,12 @@ class ReferenceSeries:
 
 def read_reference(path: str | Path, series_uid: str | None = None) -> ReferenceSeries:
     """The image series of a DICOM folder (or of one of its slice files) with its slice headers."""
-    volume = read_image(path, series_uid)
+    return reference_of(read_image(path, series_uid), path)
+
+
+def reference_of(volume: Volume, path: str | Path | None = None) -> ReferenceSeries:
+    """The series of a volume read from DICOM slices (``metadata["files"]`` in k order)."""
+    path = path or volume.metadata.get("path") or "reference volume"
     files = volume.metadata.get("files")
     if not files:
         raise InputError("the reference must be a DICOM image series (a folder or one of its slice files)", path)
@@ -135,7 +140,10 @@ def write_rtstruct(segments, reference, path: str | Path, algorithm: Algorithm |
 
 # --- checks and defaults -----------------------------------------------------------------
 def _as_reference(reference) -> ReferenceSeries:
-    return reference if isinstance(reference, ReferenceSeries) else read_reference(reference)
+    """A ReferenceSeries from itself, a Volume read from DICOM slices, or a DICOM folder or slice file."""
+    if isinstance(reference, ReferenceSeries):
+        return reference
+    return reference_of(reference) if isinstance(reference, Volume) else read_reference(reference)
 
 
 def _prepared(segments, reference: ReferenceSeries, algorithm: Algorithm | None) -> list[ExportSegment]:
@@ -252,6 +260,8 @@ def _rtstruct_header(reference: ReferenceSeries, label: str):
     now = datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.FrameOfReferenceUID = reference.frame_of_reference_uid
+    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), SERIES_NUMBER
     ds.SeriesDescription, ds.OperatorsName = f"{label} structures"[:64], ""
     ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = MANUFACTURER, MODEL, __version__

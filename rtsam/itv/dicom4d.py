@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from ..volume import Volume
 PHASE_TAGS = ("NominalPercentageOfRespiratoryPhase", "TemporalPositionIndex", "TemporalPositionIdentifier", "TriggerTime")
 PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                  "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID",
+                  "PositionReferenceIndicator", "PatientPosition")
 
 
 def read_dicom_phases(folder: str | Path) -> tuple[list[Volume], list[float]]:
@@ -100,23 +104,28 @@ def _read_group(files: list, folder: Path) -> Volume:
     except RuntimeError as error:
         raise InputError(f"cannot read DICOM slices: {str(error).strip().splitlines()[-1]}", folder) from None
     first = files[order[0]][1]
+    metadata = {"path": str(folder), "modality": str(first.get("Modality", "")) or None,
+                "files": [str(files[i][0]) for i in order]}  # slice files in k order (DICOM export references them)
     return Volume.from_sitk(image, frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")) or None,
-                            metadata={"path": str(folder), "modality": str(first.get("Modality", "")) or None})
+                            metadata=metadata)
 
 
-def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False) -> Path:
+def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False,
+                       like=None) -> Path:
     """Write phases as CT slices: a series per phase ("xx%" in the description), or one series
-    with NominalPercentageOfRespiratoryPhase per slice when ``one_series``."""
+    with NominalPercentageOfRespiratoryPhase per slice when ``one_series``. ``like``: a dataset
+    whose patient, study and frame of reference the slices join (default: new ones)."""
     from pydicom.uid import generate_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    study, frame, shared_series = generate_uid(), generate_uid(), generate_uid()
+    study = _study_header(like)
+    shared_series = generate_uid()
     for n, (volume, value) in enumerate(zip(volumes, values)):
         series = shared_series if one_series else generate_uid()
         description = "4DCT" if one_series else f"4DCT {value:g}%"
         for k in range(volume.array.shape[0]):
-            ds = _slice_dataset(volume, k, study, frame, series, description)
+            ds = _slice_dataset(volume, k, study, series, description)
             ds.SeriesNumber = 1 if one_series else n + 1
             ds.InstanceNumber = n * volume.array.shape[0] + k + 1
             if one_series:
@@ -125,8 +134,33 @@ def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[f
     return folder
 
 
-def _slice_dataset(volume: Volume, k: int, study: str, frame: str, series: str, description: str):
-    from pydicom.dataset import Dataset, FileMetaDataset
+def _study_header(like=None):
+    """Patient, study, frame of reference and equipment shared by every slice (the CT Image IOD's
+    type 1 and 2 attributes; unknown ones present and empty), those of ``like`` when given."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    from .. import __version__
+
+    now = datetime.now()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Synthetic^4DCT", "RTSAM4DCT", "", "O"
+    ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime = generate_uid(), now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "RTSAM", "", ""
+    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = generate_uid(), ""
+    ds.Modality, ds.Laterality, ds.PatientPosition = "CT", "", "HFS"
+    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "SlicerRTSAM", "rtsam", __version__
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]  # resampled or synthetic, not as scanned
+    ds.AcquisitionNumber, ds.KVP = 1, ""
+    for keyword in STUDY_KEYWORDS:
+        if like is not None and like.get(keyword) is not None:
+            setattr(ds, keyword, like.get(keyword))
+    return ds
+
+
+def _slice_dataset(volume: Volume, k: int, study, series: str, description: str):
+    from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     pixels = volume.array[k]
@@ -135,11 +169,10 @@ def _slice_dataset(volume: Volume, k: int, study: str, frame: str, series: str, 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CT_IMAGE_STORAGE, generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
+    ds = study.copy()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientName, ds.PatientID = "CT", "Synthetic^4DCT", "RTSAM4DCT"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+    ds.SeriesInstanceUID = series
     ds.SeriesDescription = description
     ds.ImagePositionPatient = [f"{v:.6f}" for v in volume.ijk_to_lps([0, 0, k])]
     ds.ImageOrientationPatient = [f"{v:.8f}" for v in np.concatenate([volume.direction[:, 0], volume.direction[:, 1]])]
