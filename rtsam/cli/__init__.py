@@ -20,6 +20,7 @@ COMMANDS = [
     "train",
     "train_itv",
     "serve",
+    "web",
     "bench",
     "segment",
     "benchmark",
