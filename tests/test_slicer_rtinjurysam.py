@@ -93,7 +93,7 @@ def test_process_without_a_prompt_names_the_problem(data):
     from RTInjurySAMLib.scenarios import load_brain_case
 
     image_node, _ = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
-    with pytest.raises(InputError, match="box"):
+    with pytest.raises(RTSAMError, match="needs a box"):  # the local server's answer
         RTInjurySAMLogic(scene).process(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
     with pytest.raises(InputError, match="segmentation"):
         RTInjurySAMLogic(scene).process(image_node, None)
@@ -118,7 +118,7 @@ def test_gpu_memory_check_refuses_a_job_that_cannot_fit(monkeypatch):
     check_gpu_memory("cpu", 1e9)  # the CPU is never refused
 
 
-def test_local_backend_takes_the_users_weights_per_engine(tmp_path):
+def test_inprocess_backend_takes_the_users_weights_per_engine(tmp_path):
     from pathlib import Path
 
     from rtsam.engines.sam3d.config import Sam3DConfig
@@ -126,9 +126,9 @@ def test_local_backend_takes_the_users_weights_per_engine(tmp_path):
     from rtsam.engines.sam3d.checkpoint import save_checkpoint
 
     path = save_checkpoint(Sam3D(Sam3DConfig.named("tiny")), tmp_path / "mine.pth")
-    backend = make_backend("local", device="cpu", weights={"sam3d-tiny": path, "litemedsam": Path()})
+    backend = make_backend("inprocess", device="cpu", weights={"sam3d-tiny": path, "litemedsam": Path()})
     assert backend.engine("sam3d-tiny").weights_label.startswith("mine.pth@sha256:")
     assert backend.engine("litemedsam").weights_label.startswith("lite_medsam.pth@")  # "." = its own
-    assert make_backend("local", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
+    assert make_backend("inprocess", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
     with pytest.raises(InputError, match="engine 'sam3d' ships no weights: give SAM-Med3D's"):
         backend.engine("sam3d")

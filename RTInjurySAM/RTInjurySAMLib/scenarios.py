@@ -87,13 +87,29 @@ def run_brain_scenario(scene, image_path, label_path, engine: str = "litemedsam"
         include.AddControlPoint(*lps_to_ras(miss))
         clicked = logic.updateFromPoints(include, None)
         clicked_mask = segment_mask(segmentation, clicked.segmentId, label)
+        edits = watch_points_like_the_widget(logic, include)
         undone = logic.undo(include, None)
+        out.update(edits_during_undo=list(edits), redo_after_undo=logic.interaction.session.can_redo)
         out.update(click_lps=miss, clicked=clicked, dice_click=dice(clicked_mask, label),
                    click_inside=bool(clicked_mask.array[tuple(np.round(label.lps_to_ijk(miss)).astype(int)[::-1])]),
                    undone=undone, undo_restores=np.array_equal(
                        segment_mask(segmentation, undone.segmentId, label).array, first_mask.array),
                    points_after_undo=include.GetNumberOfControlPoints())
     return out
+
+
+def watch_points_like_the_widget(logic, points) -> list:
+    """Observe ``points`` as the module widget does (a point event edits the session's prompt);
+    returns the list of the events that changed the prompt."""
+    edits = []
+
+    def changed(caller, event):
+        if logic.syncPrompt(points, None):
+            edits.append(event)
+
+    for event in (points.PointPositionDefinedEvent, points.PointEndInteractionEvent, points.PointRemovedEvent):
+        points.AddObserver(event, changed)
+    return edits
 
 
 def run_dose_box_scenario(scene, rtdose_path, threshold: float = 0.8, margin_mm: float = 5.0) -> dict:

@@ -12,13 +12,13 @@ def register(subparsers) -> None:
                               description="Serve an engine over HTTP (OpenAPI schema at /openapi.json, docs at "
                                           "/docs). Clients: rtsam.client.RemoteEngine / RemoteSession.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=8765, help="port (0: a free one; see --ready-file)")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", help="require this key in the X-API-Key header")
     key.add_argument("--api-key-file", help="file with one accepted key per line")
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when PyTorch sees a GPU; default cpu)")
     p.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503)")
     p.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
     p.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds before an idle session closes")
@@ -28,6 +28,8 @@ def register(subparsers) -> None:
                    help="instead of serving: start on a free loopback port, run N concurrent sessions, print "
                         "latency percentiles as JSON and exit")
     p.add_argument("--clicks", type=int, default=3, help="clicks per session in --load-test")
+    p.add_argument("--ready-file", help="write {\"url\", \"pid\"} here once serving (for a parent program, e.g. Slicer)")
+    p.add_argument("--exit-with-stdin", action="store_true", help="stop when standard input closes (the parent exited)")
     p.set_defaults(func=run)
 
 
@@ -36,14 +38,22 @@ def run(args: argparse.Namespace) -> int:
     from ..server.auth import load_keys
     from ..server.config import ServerConfig
 
+    from ..server.ready import auto_device
+
+    device = auto_device() if args.device == "auto" else args.device
     config = ServerConfig(host=args.host, port=args.port, api_keys=load_keys(args.api_key, args.api_key_file),
-                          engine=args.engine, checkpoint=args.checkpoint, device=args.device,
+                          engine=args.engine, checkpoint=args.checkpoint, device=device,
                           max_sessions=max(args.max_sessions, args.load_test or 0), max_cached=args.max_cached,
                           idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                           max_concurrent=args.max_concurrent)
     app = create_app(config)
     if args.load_test:
         return load_test(app, config, args.load_test, args.clicks)
+    if args.ready_file:
+        from ..server.ready import serve_for_parent
+
+        serve_for_parent(app, config, args.ready_file, args.exit_with_stdin)
+        return 0
     from ..server.run import serve
 
     serve(app, config)
