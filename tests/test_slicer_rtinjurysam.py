@@ -54,6 +54,8 @@ def test_click_decodes_only_and_undo_restores(brain):
     assert "embed_ms" not in clicked.timingsMs and clicked.timingsMs["decode_ms"] > 0
     assert clicked.volumeMl != brain["first"].volumeMl
     assert brain["undo_restores"] and brain["points_after_undo"] == 0
+    # the point events that undo's NodeModify releases do not push a new edit (which would clear redo)
+    assert brain["edits_during_undo"] == [] and brain["redo_after_undo"]
 
 
 def test_click_reaches_the_session_in_lps(data):
@@ -99,6 +101,44 @@ def test_process_without_a_prompt_names_the_problem(data):
         RTInjurySAMLogic(scene).process(image_node, None)
 
 
+def test_scene_close_forgets_the_interaction(data):
+    from RTInjurySAMLib.scenarios import load_brain_case
+
+    scene = slicer.vtkMRMLScene()
+    image_node, _ = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
+    logic = RTInjurySAMLogic(scene)
+    logic.prepare(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"), "cerebral edema")
+    assert logic.interaction is not None
+    scene.Clear(0)
+    assert logic.interaction is None
+
+
+def test_dicom_seg_is_refused_with_a_reason_on_pydicom_2(monkeypatch, tmp_path):
+    """Slicer 5.10 bundles pydicom 2.4.4 (never upgraded): SEG export says why it cannot run; RTSTRUCT stays."""
+    from RTSAMCommon import dependencies
+    from RTSAMCommon.segments import export_segmentation_dicom
+
+    real = dependencies.installed_version
+    monkeypatch.setattr(dependencies, "installed_version", lambda name: "2.4.4" if name == "pydicom" else real(name))
+    assert dependencies.HIGHDICOM not in dependencies.requirements()
+    scene = slicer.vtkMRMLScene()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(InputError, match="DICOM SEG export needs pydicom 3 .* bundles pydicom 2.4.4"):
+        export_segmentation_dicom(segmentation, None, tmp_path, tmp_path / "seg.dcm", "seg")
+    monkeypatch.setattr(dependencies, "installed_version", real)
+    assert dependencies.dicom_seg_unavailable() is None and dependencies.HIGHDICOM in dependencies.requirements()
+
+
+def test_torch_build_follows_the_driver():
+    from RTSAMCommon.dependencies import torch_build, torch_pip_args
+
+    assert torch_build(None, "linux")[0] == "cpu"
+    assert torch_build((13, 1), "linux")[0] == "cu130" and torch_build((12, 9), "win32")[0] == "cu128"
+    assert torch_build((12, 2), "linux")[0] == "cpu" and "update the driver" in torch_build((12, 2), "linux")[2]
+    assert torch_build((12, 8), "darwin")[1] is None
+    assert torch_pip_args((12, 6), "linux")[-2:] == ["--index-url", "https://download.pytorch.org/whl/cu126"]
+
+
 def test_remote_backend_reports_unreachable_server():
     with pytest.raises(RTSAMError, match="127.0.0.1:9"):
         RemoteBackend("http://127.0.0.1:9", "k" * 16, timeout_s=2).test_connection()
@@ -132,3 +172,18 @@ def test_inprocess_backend_takes_the_users_weights_per_engine(tmp_path):
     assert make_backend("inprocess", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
     with pytest.raises(InputError, match="engine 'sam3d' ships no weights: give SAM-Med3D's"):
         backend.engine("sam3d")
+
+
+def test_the_model_ran_in_a_local_server_that_stops(brain):
+    """The scenarios above ran with the default (local) backend: a spawned rtsam serve on loopback,
+    not this process; stopping leaves no process behind. Keep this test last in the file."""
+    import os
+
+    from rtsam.client.local_process import running_servers, stop_all
+
+    servers = running_servers()
+    assert servers and all(s.pid != os.getpid() and s.url.startswith("http://127.0.0.1:") for s in servers)
+    assert "rtsam serve: ready at" in servers[0].log_path.read_text()
+    processes = [s._process for s in servers]
+    stop_all()
+    assert not running_servers() and all(p.poll() is not None for p in processes)

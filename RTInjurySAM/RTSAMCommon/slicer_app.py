@@ -60,17 +60,9 @@ class _constraintsFile:
 
 
 def _installTorch(constraints: str) -> None:
-    """PyTorch through the PyTorch extension when installed (its PyTorchUtils picks the build), else
-    the wheel ``dependencies.torch_build`` chose for this machine."""
-    try:
-        import PyTorchUtils
-    except ImportError:
-        PyTorchUtils = None
-    if PyTorchUtils is not None:
-        torchVersion = dependencies.TORCH[0].split("==")[1]
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                         torchVersionRequirement=f"=={torchVersion}") is not None:
-            return
+    """The PyTorch pair this repository tests, in the build ``dependencies.torch_build`` picks from the NVIDIA
+    driver (SlicerPyTorch's PyTorchUtils picks the same way with light-the-torch, but imports torch into
+    Slicer's process, which the local server design avoids)."""
     with _busy("Installing PyTorch (this takes a few minutes)..."):
         slicer.util.pip_install(dependencies.torch_pip_args(dependencies.driver_cuda_version()) + ["-c", constraints])
 
