@@ -54,8 +54,9 @@ def test_click_decodes_only_and_undo_restores(brain):
     assert "embed_ms" not in clicked.timingsMs and clicked.timingsMs["decode_ms"] > 0
     assert clicked.volumeMl != brain["first"].volumeMl
     assert brain["undo_restores"] and brain["points_after_undo"] == 0
-    # the point events that undo's NodeModify releases do not push a new edit (which would clear redo)
-    assert brain["edits_during_undo"] == [] and brain["redo_after_undo"]
+    # undoing an ROI move: the point events that undo's NodeModify releases push no edit (which would
+    # clear redo and put the moved ROI back into the session), and the ROI follows the session
+    assert brain["edits_during_undo"] == [] and brain["redo_after_undo"] and brain["roi_back"]
 
 
 def test_click_reaches_the_session_in_lps(data):

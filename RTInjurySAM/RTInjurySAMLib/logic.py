@@ -8,6 +8,7 @@ uploads the image, set the clicks and predict: no MRML, runs in a worker thread)
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -104,8 +105,6 @@ class RTInjurySAMLogic:
             try:
                 close()
             except Exception as error:  # the server may be gone already; nothing left to free
-                import logging
-
                 logging.info("RTInjurySAM: could not close the previous session: %s", error)
 
     # --- inputs ---------------------------------------------------------------------
