@@ -4,6 +4,7 @@ local server's lifetime. Imported only by the module widgets, never by headless 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import tempfile
 import threading
@@ -69,14 +70,13 @@ def _installTorch(constraints: str) -> None:
 
 def _installPackages(packages: list[str], constraints: str, requester: str) -> None:
     """``slicer.packaging.pip_ensure`` (Slicer 5.12+, own progress dialog), else ``slicer.util.pip_install``."""
-    try:
-        import slicer.packaging  # a submodule: not loaded by "import slicer" (5.12's module template does this)
+    try:  # a submodule that "import slicer" does not load (5.12's module template imports it too)
+        packaging = importlib.import_module("slicer.packaging")
     except ImportError:  # Slicer 5.10: no slicer.packaging
         with _busy(f"Installing {len(packages)} Python packages for {requester}..."):
             slicer.util.pip_install(packages + ["-c", constraints])
         return
-    slicer.packaging.pip_ensure(packages, constraints=constraints, skip_packages=list(dependencies.BUNDLED),
-                                prompt_install=False, requester=requester)
+    packaging.pip_ensure(packages, constraints=constraints, prompt_install=False, requester=requester)
 
 
 class _busy:
