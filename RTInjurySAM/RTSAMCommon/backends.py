@@ -10,7 +10,6 @@ imports torch or the HTTP client at module load.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 
@@ -92,11 +91,11 @@ class InProcessBackend:
         return run_itv(phases, prompt, init_mask, self.engine(engine) if needed else None, propagation=propagation,
                        progress=progress, cancel=cancel)
 
-    def test_connection(self) -> str:
+    def test_connection(self, progress=None, cancel=None) -> str:
         from rtsam.engines.registry import engine_names
 
-        self.device
-        return f"in-process: {self._device[1]}; engines: {', '.join(engine_names())}"
+        note = torch_device(self._preferred)[1]
+        return f"in-process: {note}; engines: {', '.join(engine_names())}"
 
 
 class _ServerBackend:
@@ -169,9 +168,6 @@ class LocalBackend(_ServerBackend):
         """The server's ``RemoteEngine``; waits (with progress) while the server loads the model."""
         return self.server(name).wait_ready(progress=progress, cancel=cancel)
 
-    def log_path(self, name: str | None = None) -> str:
-        return str(self.server(name).log_path)
-
 
 def make_backend(kind: str = "local", url: str = "", api_key: str = "", device: str = "auto",
                  weights: dict | None = None, engine: str | None = None, log_dir: str | None = None):
@@ -183,4 +179,4 @@ def make_backend(kind: str = "local", url: str = "", api_key: str = "", device: 
         return RemoteBackend(url, api_key)
     if kind == "inprocess":
         return InProcessBackend(device, weights)
-    return LocalBackend(device, weights, engine, log_dir or os.environ.get("RTSAM_LOG_DIR"))
+    return LocalBackend(device, weights, engine, log_dir)

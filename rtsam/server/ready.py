@@ -36,7 +36,8 @@ def serve_for_parent(app: FastAPI, config: ServerConfig, ready_file: str | Path,
     """Serve until stopped; announce the bound URL through ``ready_file`` (written atomically)."""
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((config.host, config.port))
-    url = f"http://{config.host}:{sock.getsockname()[1]}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"http://{host}:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
     threading.Thread(target=_announce, args=(server, url, Path(ready_file)), daemon=True).start()
     if exit_with_stdin:
