@@ -134,7 +134,8 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._removeShortcuts()
         self.removeObservers()
-        self.logic.reset()
+        if self.logic is not None:
+            self.logic.reset()
         stop_all()
 
     def enter(self):
