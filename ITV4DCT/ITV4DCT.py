@@ -16,6 +16,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 import ITV4DCTLib
+from RTSAMCommon.slicer_app import BackendPanelMixin, ensureDependencies, stopLocalServersOnQuit
 
 ENGINES = ["litemedsam", "sam3d", "sam3d-tiny", "sam3"]  # rtsam's registry (a test checks they agree)
 
@@ -68,7 +69,9 @@ class ITV4DCTLogic(ScriptedLoadableModuleLogic, ITV4DCTLib.ITV4DCTLogic):
         return ITV4DCTParameterNode(super().getParameterNode())
 
 
-class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPanelMixin):
+    requester = "ITV4DCT"
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -77,11 +80,8 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._outputs = None
-        self._apiKey = ""
 
     def setup(self):
-        from RTSAMCommon.slicer_app import stopLocalServersOnQuit
-
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ITV4DCT.ui"))
         self.layout.addWidget(uiWidget)
@@ -96,7 +96,7 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         self.ui.showPlotButton.connect("clicked(bool)", self.onShowPlot)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
-        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self._setApiKey)
+        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self.setApiKey)
         self.ui.cancelButton.enabled = False
         self.initializeParameterNode()
 
@@ -142,34 +142,6 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = bool(node and node.inputSequence and node.outputSegmentation) and self._job is None
         self.ui.showPlotButton.enabled = self._outputs is not None
 
-    def _setApiKey(self, text):
-        self._apiKey = text
-
-    def _backend(self):
-        from RTSAMCommon.backends import make_backend
-        from RTSAMCommon.slicer_app import localServerLogDir
-
-        node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights},
-                            engine=node.engine, log_dir=localServerLogDir())
-
-    def onTestConnection(self):
-        from RTSAMCommon.slicer_app import ensureDependencies
-
-        if self._job is not None or not ensureDependencies("ITV4DCT"):
-            return
-        with slicer.util.tryWithErrorDisplay("Connection failed."):
-            backend = self._backend()
-            self._start(lambda progress, cancel: backend.test_connection(progress, cancel), self._onConnectionTested)
-
-    def _onConnectionTested(self, text):
-        self.ui.connectionLabel.text = text
-
-    def onShowLog(self):
-        from RTSAMCommon.slicer_app import showLocalServerLogs
-
-        showLocalServerLogs()
-
     def _initSegmentId(self):
         """The chosen initial segment, copied into the output segmentation (the ITV goes beside it):
         the copy's own ID, which Slicer makes unique when the output already has that ID."""
@@ -182,45 +154,18 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return ITV4DCTLib.copy_initial_segment(node.initSegmentation, segmentId, node.outputSegmentation)
 
     def onApply(self):
-        from RTSAMCommon.slicer_app import ensureDependencies
-
         if self._job is not None or not ensureDependencies("ITV4DCT"):
             return
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the ITV computation.", waitCursor=True):
-            self.logic.backend = self._backend()
+            self.logic.backend = self.backend()
             request = self.logic.prepare(node.inputSequence, node.outputSegmentation, node.referencePhase,
                                          self._initSegmentId(), node.roi if node.promptKind == "ROI box" else None,
                                          node.task)
             engine, propagation = node.engine, node.propagation
-            self._start(lambda progress, cancel: self.logic.compute(request, engine, progress, cancel, propagation),
-                        lambda result: self._onItv(request, result))
-
-    def _start(self, work, onResult):
-        """``work`` waits on the rtsam server in a thread; ``onResult(result)`` runs on the main thread."""
-        from RTSAMCommon.slicer_app import BackgroundJob
-
-        self._job = BackgroundJob(work, lambda result, error: self._onJobDone(result, error, onResult),
-                                  self._onProgress)
-        self.ui.cancelButton.enabled = True
-        self._updateGui()
-        self._job.start()
-
-    def _onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def _onJobDone(self, result, error, onResult):
-        from RTSAMCommon.slicer_app import reportJobError
-
-        self._job = None
-        self.ui.cancelButton.enabled = False
-        if error is not None:
-            reportJobError("ITV4DCT", error, self.ui.statusLabel)
-        else:
-            with slicer.util.tryWithErrorDisplay("Could not store the ITV outputs."):
-                onResult(result)
-        self._updateGui()
+            self.runInBackground(
+                lambda progress, cancel: self.logic.compute(request, engine, progress, cancel, propagation),
+                lambda result: self._onItv(request, result))
 
     def _onItv(self, request, result):
         self._outputs = self.logic.apply(request, result)
@@ -229,10 +174,6 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.itvLabel.text = f"{report['itv_volume_ml']:.2f} ml over {report['phases']} phases"
         self.ui.motionLabel.text = (f"peak-to-peak L-R {motion['x_mm']} mm, A-P {motion['y_mm']} mm, "
                                     f"S-I {motion['z_mm']} mm; " + "; ".join(report["warnings"]))
-
-    def onCancel(self):
-        if self._job:
-            self._job.cancel()
 
     def onShowPlot(self):
         slicer.modules.plots.logic().ShowChartInLayout(self._outputs.chart)

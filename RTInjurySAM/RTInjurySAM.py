@@ -20,6 +20,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 import RTInjurySAMLib
+from RTSAMCommon.slicer_app import BackendPanelMixin, ensureDependencies, stopLocalServersOnQuit
 
 ENGINES = ["litemedsam", "sam3d", "sam3d-tiny", "sam3"]  # rtsam's registry (a test checks they agree)
 BACKENDS = ["local", "remote"]
@@ -90,7 +91,9 @@ class RTInjurySAMLogic(ScriptedLoadableModuleLogic, RTInjurySAMLib.RTInjurySAMLo
         return RTInjurySAMParameterNode(super().getParameterNode())
 
 
-class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPanelMixin):
+    requester = "RTInjurySAM"
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -99,11 +102,9 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._shortcuts = []
-        self._apiKey = ""
 
     def setup(self):
         from rtsam.presets import PRESETS
-        from RTSAMCommon.slicer_app import stopLocalServersOnQuit
 
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RTInjurySAM.ui"))
@@ -123,7 +124,7 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
-        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self._setApiKey)
+        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self.setApiKey)
         self.ui.undoButton.toolTip = f"Undo the last prompt edit ({SHORTCUTS['undo']})"
         self.ui.cancelButton.enabled = False
         self.initializeParameterNode()
@@ -212,35 +213,6 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             placeWidget.setPlaceModeEnabled(True)
 
     # --- actions --------------------------------------------------------------------
-    def _backend(self):
-        from RTSAMCommon.backends import make_backend
-        from RTSAMCommon.slicer_app import localServerLogDir
-
-        node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights},
-                            engine=node.engine, log_dir=localServerLogDir())
-
-    def _setApiKey(self, text):
-        self._apiKey = text
-
-    def onTestConnection(self):
-        from RTSAMCommon.slicer_app import ensureDependencies
-
-        if self._job is not None or not ensureDependencies("RTInjurySAM"):
-            return
-        with slicer.util.tryWithErrorDisplay("Connection failed."):
-            backend = self._backend()
-            self._runInBackground(lambda progress, cancel: backend.test_connection(progress, cancel),
-                                  self._onConnectionTested)
-
-    def _onConnectionTested(self, text):
-        self.ui.connectionLabel.text = text
-
-    def onShowLog(self):
-        from RTSAMCommon.slicer_app import showLocalServerLogs
-
-        showLocalServerLogs()
-
     def onBoxFromDose(self):
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not derive a box from the dose.", waitCursor=True):
@@ -249,52 +221,20 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = node.roi.GetAttribute("RTSAM.DoseBox")
 
     def onApply(self):
-        from RTSAMCommon.slicer_app import ensureDependencies
-
         if self._job is not None or not ensureDependencies("RTInjurySAM"):
             return
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            self.logic.backend = self._backend()
+            self.logic.backend = self.backend()
             inputs = self.logic.readInputs(node.inputVolume, node.outputSegmentation, node.task, node.patientText,
                                            node.roi, node.engine)
             clicks = self.logic.readClicks(node.includePoints, node.excludePoints)
-            self._runInBackground(lambda progress, cancel: self.logic.start(inputs, clicks, progress, cancel),
-                                  self._onPrediction)
-
-    def _runInBackground(self, work, onResult):
-        """``work`` waits on the rtsam server in a thread; ``onResult(result)`` runs on the main thread."""
-        from RTSAMCommon.slicer_app import BackgroundJob
-
-        self._job = BackgroundJob(work, lambda result, error: self._onJobDone(result, error, onResult),
-                                  self._onProgress)
-        self.ui.cancelButton.enabled = True
-        self._updateGui()
-        self._job.start()
-
-    def _onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def _onJobDone(self, result, error, onResult):
-        from RTSAMCommon.slicer_app import reportJobError
-
-        self._job = None
-        self.ui.cancelButton.enabled = False
-        self._updateGui()
-        if error is not None:
-            reportJobError("RTInjurySAM", error, self.ui.statusLabel)
-            return
-        with slicer.util.tryWithErrorDisplay("Could not show the result."):
-            onResult(result)
+            self.runInBackground(lambda progress, cancel: self.logic.start(inputs, clicks, progress, cancel),
+                                 self._onPrediction)
 
     def _onPrediction(self, result):
         self._showResult(self.logic.apply(result))
         self.onPointsChanged()  # points placed while the model ran
-
-    def onCancel(self):
-        if self._job:
-            self._job.cancel()
 
     def onPointsChanged(self, caller=None, event=None):
         """A point placed, moved or removed, or the ROI moved: decode again on the server (cached embedding)."""
@@ -303,8 +243,8 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not update the segmentation."):
             if self.logic.syncPrompt(node.includePoints, node.excludePoints):
-                self._runInBackground(lambda progress, cancel: self.logic.predict(progress, cancel),
-                                      self._onPrediction)
+                self.runInBackground(lambda progress, cancel: self.logic.predict(progress, cancel),
+                                     self._onPrediction)
 
     def onUndo(self):
         if self._job is not None or self.logic.interaction is None:

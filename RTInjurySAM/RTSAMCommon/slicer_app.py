@@ -171,6 +171,74 @@ class BackgroundJob:
         self._done(self._result, self._error)
 
 
+class BackgroundWorkMixin:
+    """For a module widget with ``ui.cancelButton``, ``ui.progressBar``, ``ui.statusLabel`` and
+    ``_updateGui()``: ``runInBackground(work, onResult)`` runs ``work(progress, cancel)`` in a thread
+    (it waits on the rtsam server) and ``onResult(result)`` on the main thread; one job at a time."""
+
+    requester = ""
+    _job = None
+
+    def runInBackground(self, work, onResult) -> None:
+        self._job = BackgroundJob(work, lambda result, error: self._onJobDone(result, error, onResult),
+                                  self._onProgress)
+        self.ui.cancelButton.enabled = True
+        self._updateGui()
+        self._job.start()
+
+    def onCancel(self) -> None:
+        if self._job:
+            self._job.cancel()
+
+    def _onProgress(self, fraction: float, message: str) -> None:
+        self.ui.progressBar.value = int(100 * fraction)
+        self.ui.statusLabel.text = message
+
+    def _onJobDone(self, result, error, onResult) -> None:
+        self._job = None
+        self.ui.cancelButton.enabled = False
+        try:
+            if error is not None:
+                reportJobError(self.requester, error, self.ui.statusLabel)
+                return
+            with slicer.util.tryWithErrorDisplay(f"{self.requester}: could not show the result."):
+                onResult(result)
+        finally:
+            self._updateGui()
+
+
+class BackendPanelMixin(BackgroundWorkMixin):
+    """The backend section both modules share: local / remote with engine and weights (parameter node),
+    the API key (kept in memory, never in the scene), Test connection and the local server's log."""
+
+    _apiKey = ""
+
+    def backend(self):
+        from .backends import make_backend
+
+        node = self._parameterNode
+        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights},
+                            engine=node.engine, log_dir=localServerLogDir())
+
+    def setApiKey(self, text: str) -> None:
+        self._apiKey = text
+
+    def onTestConnection(self) -> None:
+        """Starts the local server when needed (with progress): says which device and weights it runs."""
+        if self._job is not None or not ensureDependencies(self.requester):
+            return
+        with slicer.util.tryWithErrorDisplay("Connection failed."):
+            backend = self.backend()
+            self.runInBackground(lambda progress, cancel: backend.test_connection(progress, cancel),
+                                 self._onConnectionTested)
+
+    def _onConnectionTested(self, text: str) -> None:
+        self.ui.connectionLabel.text = text
+
+    def onShowLog(self) -> None:
+        showLocalServerLogs()
+
+
 def reportJobError(requester: str, error: Exception, statusLabel) -> None:
     """Show a worker's error (a cancel only in the status line); log it with the worker's traceback."""
     statusLabel.text = str(error)
