@@ -1,9 +1,11 @@
 """Helpers that need the Slicer application (Qt): first-use installation, background jobs, the
-local server's lifetime. Imported only by the module widgets, never by headless logic or tests.
+backend panel and the local server's lifetime. Imported by the module files (qt is bundled with
+Slicer); the headless logic never imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import tempfile
@@ -47,17 +49,13 @@ def ensureDependencies(requester: str) -> bool:
     return True
 
 
-class _constraintsFile:
+@contextlib.contextmanager
+def _constraintsFile():
     """A pip constraints file pinning the bundled packages at their installed versions."""
-
-    def __enter__(self) -> str:
-        self._dir = tempfile.TemporaryDirectory(prefix="rtsam-pip-")
-        path = Path(self._dir.name) / "slicer-bundled-constraints.txt"
+    with tempfile.TemporaryDirectory(prefix="rtsam-pip-") as folder:
+        path = Path(folder) / "slicer-bundled-constraints.txt"
         path.write_text("\n".join(dependencies.bundled_constraints()) + "\n", encoding="utf-8")
-        return str(path)
-
-    def __exit__(self, *exc) -> None:
-        self._dir.cleanup()
+        yield str(path)
 
 
 def _installTorch(constraints: str) -> None:
@@ -79,21 +77,17 @@ def _installPackages(packages: list[str], constraints: str, requester: str) -> N
     packaging.pip_ensure(packages, constraints=constraints, prompt_install=False, requester=requester)
 
 
-class _busy:
+@contextlib.contextmanager
+def _busy(text: str):
     """An indeterminate progress dialog and wait cursor around a blocking call."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __enter__(self):
-        self.dialog = slicer.util.createProgressDialog(labelText=self.text, maximum=0)
-        slicer.app.processEvents()
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
-        return self
-
-    def __exit__(self, *exc) -> None:
+    dialog = slicer.util.createProgressDialog(labelText=text, maximum=0)
+    slicer.app.processEvents()
+    slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+    try:
+        yield
+    finally:
         slicer.app.restoreOverrideCursor()
-        self.dialog.close()
+        dialog.close()
 
 
 def localServerLogDir() -> str:
