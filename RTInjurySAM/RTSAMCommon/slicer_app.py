@@ -109,12 +109,12 @@ def stopLocalServersOnQuit() -> None:
 
 
 def showLocalServerLogs() -> None:
-    """The local servers' logs (tail) in a text dialog; paths in the Python console."""
-    from rtsam.client.local_process import running_servers
+    """The local servers' logs (tail; a crashed server's too) in a dialog; paths in the Python console."""
+    from rtsam.client.local_process import known_servers
 
-    servers = running_servers()
+    servers = known_servers()
     if not servers:
-        slicer.util.infoDisplay("No local rtsam server is running (it starts with the first Apply).")
+        slicer.util.infoDisplay("No local rtsam server was started yet (it starts with the first Apply).")
         return
     for server in servers:
         logging.info("rtsam local server %s: log %s", server.engine_name, server.log_path)

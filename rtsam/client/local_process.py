@@ -170,8 +170,13 @@ def local_server(engine: str | None = None, weights: str | None = None, device: 
     return server.start()
 
 
+def known_servers() -> list[LocalServer]:
+    """The servers started in this process and not stopped by ``stop_all`` (running or crashed)."""
+    return list(_servers.values())
+
+
 def running_servers() -> list[LocalServer]:
-    return [server for server in _servers.values() if server.running]
+    return [server for server in known_servers() if server.running]
 
 
 def stop_all() -> None:
