@@ -4,7 +4,6 @@ Thin Slicer entry point: the logic lives in ITV4DCTLib (headless, tested with py
 shared helpers come from RTSAMCommon (installed beside this module by RTInjurySAM).
 """
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +16,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 import ITV4DCTLib
+from RTSAMCommon.slicer_app import BackendPanelMixin, ensureDependencies, stopLocalServersOnQuit
 
-REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+ENGINES = ["litemedsam", "sam3d", "sam3d-tiny", "sam3"]  # rtsam's registry (a test checks they agree)
 
 
 class ITV4DCT(ScriptedLoadableModule):
@@ -54,9 +54,9 @@ class ITV4DCTParameterNode:
     task: str = ""
     propagation: Annotated[str, Choice(["rigid", "deformable", "engine"])] = "rigid"
     backend: Annotated[str, Choice(["local", "remote"])] = "local"
-    engine: str = "litemedsam"
+    engine: Annotated[str, Choice(ENGINES)] = "litemedsam"
     weights: Path  # the chosen engine's weights when it ships none (sam3d, sam3); empty: its own
-    serverUrl: str = "http://localhost:8000"
+    serverUrl: str = "http://localhost:8765"
     outputSegmentation: vtkMRMLSegmentationNode
 
 
@@ -69,7 +69,9 @@ class ITV4DCTLogic(ScriptedLoadableModuleLogic, ITV4DCTLib.ITV4DCTLogic):
         return ITV4DCTParameterNode(super().getParameterNode())
 
 
-class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPanelMixin):
+    requester = "ITV4DCT"
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -78,7 +80,6 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._outputs = None
-        self._apiKey = ""
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -87,18 +88,24 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ITV4DCTLogic()
+        stopLocalServersOnQuit()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.setParameterNode(None))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         self.ui.showPlotButton.connect("clicked(bool)", self.onShowPlot)
-        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self._setApiKey)
+        self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
+        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self.setApiKey)
         self.ui.cancelButton.enabled = False
         self.initializeParameterNode()
 
     def cleanup(self):
+        """Module reload or Slicer exit: stop the local servers (the next Apply starts a fresh one)."""
+        from rtsam.client.local_process import stop_all
+
         self.removeObservers()
+        stop_all()
 
     def enter(self):
         self.initializeParameterNode()
@@ -107,6 +114,8 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
+        self._outputs = None  # its nodes are gone
+        self.ui.itvLabel.text = self.ui.motionLabel.text = ""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -133,89 +142,64 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = bool(node and node.inputSequence and node.outputSegmentation) and self._job is None
         self.ui.showPlotButton.enabled = self._outputs is not None
 
-    def _setApiKey(self, text):
-        self._apiKey = text
-
-    def _backend(self):
-        from RTSAMCommon.backends import make_backend
-
-        node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights})
-
-    def onTestConnection(self):
-        with slicer.util.tryWithErrorDisplay("Connection failed.", waitCursor=True):
-            self.ui.connectionLabel.text = self._backend().test_connection()
-
     def _initSegmentId(self):
-        """The chosen initial segment, copied into the output segmentation (the ITV goes beside it)."""
+        """The chosen initial segment, copied into the output segmentation (the ITV goes beside it):
+        the copy's own ID, which Slicer makes unique when the output already has that ID."""
         node = self._parameterNode
         if node.promptKind != "existing segment" or not node.initSegmentation:
             return None
-        source = node.initSegmentation.GetSegmentation()
-        segmentId = source.GetSegmentIdBySegmentName(node.initSegmentName) if node.initSegmentName else source.GetNthSegmentID(0)
-        if not segmentId:
-            raise ValueError(f"segment '{node.initSegmentName}' not found in '{node.initSegmentation.GetName()}'")
-        if node.initSegmentation is not node.outputSegmentation:
-            node.outputSegmentation.GetSegmentation().CopySegmentFromSegmentation(source, segmentId)
-        return segmentId
+        segmentId = ITV4DCTLib.initial_segment_id(node.initSegmentation, node.initSegmentName)
+        if node.initSegmentation is node.outputSegmentation:
+            return segmentId
+        return ITV4DCTLib.copy_initial_segment(node.initSegmentation, segmentId, node.outputSegmentation)
 
     def onApply(self):
-        from RTSAMCommon.slicer_app import BackgroundJob, ensureDependencies
-
-        if not ensureDependencies(REQUIREMENTS, "ITV4DCT"):
+        if self._job is not None or not ensureDependencies("ITV4DCT"):
             return
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the ITV computation.", waitCursor=True):
-            self.logic.backend = self._backend()
+            self.logic.backend = self.backend()
             request = self.logic.prepare(node.inputSequence, node.outputSegmentation, node.referencePhase,
                                          self._initSegmentId(), node.roi if node.promptKind == "ROI box" else None,
                                          node.task)
             engine, propagation = node.engine, node.propagation
-            self._job = BackgroundJob(lambda progress, cancel: self.logic.compute(request, engine, progress, cancel,
-                                                                                  propagation),
-                                      lambda result, error: self._onJobDone(request, result, error), self._onProgress)
-            self.ui.cancelButton.enabled = True
-            self._updateGui()
-            self._job.start()
+            self.runInBackground(
+                lambda progress, cancel: self.logic.compute(request, engine, progress, cancel, propagation),
+                lambda result: self._onItv(request, result))
 
-    def _onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def _onJobDone(self, request, result, error):
-        self._job = None
-        self.ui.cancelButton.enabled = False
-        if error is not None:
-            self.ui.statusLabel.text = str(error)
-            if type(error).__name__ != "CancelledError":
-                slicer.util.errorDisplay(f"ITV computation failed: {error}")
-                logging.exception(error)
-        else:
-            self._outputs = self.logic.apply(request, result)
-            report = self._outputs.report
-            motion = report["motion_mm"]
-            self.ui.itvLabel.text = f"{report['itv_volume_ml']:.2f} ml over {report['phases']} phases"
-            self.ui.motionLabel.text = (f"peak-to-peak L-R {motion['x_mm']} mm, A-P {motion['y_mm']} mm, "
-                                        f"S-I {motion['z_mm']} mm; " + "; ".join(report["warnings"]))
-        self._updateGui()
-
-    def onCancel(self):
-        if self._job:
-            self._job.cancel()
+    def _onItv(self, request, result):
+        self._outputs = self.logic.apply(request, result)
+        report = self._outputs.report
+        motion = report["motion_mm"]
+        self.ui.itvLabel.text = f"{report['itv_volume_ml']:.2f} ml over {report['phases']} phases"
+        self.ui.motionLabel.text = (f"peak-to-peak L-R {motion['x_mm']} mm, A-P {motion['y_mm']} mm, "
+                                    f"S-I {motion['z_mm']} mm; " + "; ".join(report["warnings"]))
 
     def onShowPlot(self):
         slicer.modules.plots.logic().ShowChartInLayout(self._outputs.chart)
 
 
 class ITV4DCTTest(ScriptedLoadableModuleTest):
-    """Runs the same scenario as tests/test_slicer_itv4dct.py."""
+    """Runs the same scenario as tests/test_slicer_itv4dct.py (the ITV as a job on the local rtsam server);
+    skipped with a message when the Python packages are missing."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_generated_4dct()
+        from RTSAMCommon.dependencies import missing_requirements, missing_torch
+        from rtsam.client.local_process import stop_all
+
+        missing = missing_torch() + missing_requirements()
+        if missing:
+            self.delayDisplay(f"SKIPPED: missing Python packages {', '.join(missing)} "
+                              "(install them with the module's Apply; testing mode installs nothing)")
+            return
+        try:
+            self.setUp()
+            self.test_generated_4dct()
+        finally:
+            stop_all()
 
     def test_generated_4dct(self):
         import numpy as np

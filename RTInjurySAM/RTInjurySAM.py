@@ -2,9 +2,10 @@
 
 Thin Slicer entry point: the logic lives in RTInjurySAMLib (headless, tested with pytest),
 shared helpers in RTSAMCommon. This file holds the Module, parameter node, Widget and Test.
+At load it imports only what Slicer bundles plus rtsam's light modules (shipped with the
+extension); the model runs in a separate ``rtsam serve`` process (RTSAMCommon.backends).
 """
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +20,13 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 import RTInjurySAMLib
+from RTSAMCommon.slicer_app import BackendPanelMixin, ensureDependencies, stopLocalServersOnQuit
 
-MODULE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS = MODULE_DIR / "Resources" / "requirements.txt"
+ENGINES = ["litemedsam", "sam3d", "sam3d-tiny", "sam3"]  # rtsam's registry (a test checks they agree)
+BACKENDS = ["local", "remote"]
+# Free at main-window level in Slicer 5.10/5.12: Ctrl+Z is Edit > Undo and Alt+E/F/V/H open menus
+# (Base/QTApp/Resources/UI/qSlicerMainWindow.ui), so those would only fire activatedAmbiguously().
+SHORTCUTS = {"include": "Alt+I", "exclude": "Alt+X", "undo": "Alt+Z"}
 
 
 class RTInjurySAM(ScriptedLoadableModule):
@@ -31,15 +36,17 @@ class RTInjurySAM(ScriptedLoadableModule):
         self.parent.categories = ["Radiotherapy", "Segmentation"]
         self.parent.dependencies = ["Markups", "Segmentations"]
         self.parent.contributors = ["SlicerRTSAM developers"]
-        self.parent.helpText = """
+        self.parent.helpText = f"""
 Segments radiotherapy-induced normal tissue injuries (osteoradionecrosis, cerebral edema,
 cerebral radiation necrosis) with a 3D SAM and progressive prompts.
 <ol><li>Select the image; the RTDOSE is picked automatically when SlicerRT imported one.</li>
-<li>Choose a task preset or type free text; add patient notes if useful.</li>
+<li>Type the task or pick a preset; add patient notes if useful.</li>
 <li>Click <b>Box from dose</b> (default 0.8 x Dmax) and move the ROI if needed, or place your own ROI.</li>
-<li>Click <b>Apply</b>. Refine with include (Alt+I) and exclude (Alt+E) points: each point re-runs
-only the decoder (with LiteMedSAM, an include point the model does not take is painted in up to
-the segmentation). Ctrl+Z undoes the last prompt.</li>
+<li>Click <b>Apply</b>. The first Apply offers to install the Python packages (once) and starts the
+local rtsam server, which loads the model in its own process. Refine with include
+({SHORTCUTS["include"]}) and exclude ({SHORTCUTS["exclude"]}) points: each point re-runs only the
+decoder (with LiteMedSAM, an include point the model does not take is painted in up to the
+segmentation). {SHORTCUTS["undo"]} undoes the last prompt.</li>
 <li>Check the predicted quality (low scores are flagged) and export the segmentation
 (.seg.nrrd, DICOM SEG or DICOM RTSTRUCT).</li></ol>"""
         self.parent.acknowledgementText = """
@@ -59,17 +66,17 @@ def _registerSampleData():
 class RTInjurySAMParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     doseVolume: vtkMRMLScalarVolumeNode
-    task: str = "cerebral radiation necrosis"
+    task: str = "cerebral radiation necrosis"  # QLineEdit: a preset name or free text
     patientText: str = ""
     doseThreshold: Annotated[float, WithinRange(0.05, 1.0)] = 0.8
     marginMm: Annotated[float, WithinRange(0.0, 50.0)] = 5.0
     roi: vtkMRMLMarkupsROINode
     includePoints: vtkMRMLMarkupsFiducialNode
     excludePoints: vtkMRMLMarkupsFiducialNode
-    backend: Annotated[str, Choice(["local", "remote"])] = "local"
-    engine: str = "litemedsam"
+    backend: Annotated[str, Choice(BACKENDS)] = "local"
+    engine: Annotated[str, Choice(ENGINES)] = "litemedsam"
     weights: Path  # the chosen engine's weights when it ships none (sam3d, sam3); empty: its own
-    serverUrl: str = "http://localhost:8000"
+    serverUrl: str = "http://localhost:8765"
     outputSegmentation: vtkMRMLSegmentationNode
 
 
@@ -84,7 +91,9 @@ class RTInjurySAMLogic(ScriptedLoadableModuleLogic, RTInjurySAMLib.RTInjurySAMLo
         return RTInjurySAMParameterNode(super().getParameterNode())
 
 
-class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPanelMixin):
+    requester = "RTInjurySAM"
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -93,15 +102,19 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._shortcuts = []
-        self._apiKey = ""
 
     def setup(self):
+        from rtsam.presets import PRESETS
+
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RTInjurySAM.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RTInjurySAMLogic()
+        stopLocalServersOnQuit()
+        self.ui.taskPresetComboBox.addItems(["Presets..."] + list(PRESETS))
+        self.ui.taskPresetComboBox.connect("activated(int)", self.onTaskPreset)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
@@ -109,13 +122,22 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.boxFromDoseButton.connect("clicked(bool)", self.onBoxFromDose)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
+        self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
-        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self._setApiKey)
+        self.ui.apiKeyLineEdit.connect("textChanged(QString)", self.setApiKey)
+        self.ui.undoButton.toolTip = f"Undo the last prompt edit ({SHORTCUTS['undo']})"
         self.ui.cancelButton.enabled = False
         self.initializeParameterNode()
 
     def cleanup(self):
+        """Module reload or Slicer exit: stop the local servers (the next Apply starts a fresh one)."""
+        from rtsam.client.local_process import stop_all
+
+        self._removeShortcuts()
         self.removeObservers()
+        if self.logic is not None:
+            self.logic.reset()
+        stop_all()
 
     def enter(self):
         self.initializeParameterNode()
@@ -126,9 +148,11 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
-        self.setParameterNode(None)
+        self.setParameterNode(None)  # the logic forgets its interaction on the same event
 
     def onSceneEndClose(self, caller, event):
+        for label in (self.ui.qualityLabel, self.ui.timingsLabel, self.ui.statusLabel):
+            label.text = ""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -164,13 +188,18 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.addObserver(points, points.PointEndInteractionEvent, self.onPointsChanged)
                 self.addObserver(points, points.PointRemovedEvent, self.onPointsChanged)
 
+    def onTaskPreset(self, index):
+        if index > 0:
+            self._parameterNode.task = self.ui.taskPresetComboBox.itemText(index)
+        self.ui.taskPresetComboBox.setCurrentIndex(0)
+
     # --- shortcuts ------------------------------------------------------------------
     def _installShortcuts(self):
-        keys = {"Ctrl+Z": self.onUndo, "Alt+I": lambda: self._place(self.ui.includePlaceWidget),
-                "Alt+E": lambda: self._place(self.ui.excludePlaceWidget)}
-        for key, callback in keys.items():
+        callbacks = {"include": lambda: self._place(self.ui.includePlaceWidget),
+                     "exclude": lambda: self._place(self.ui.excludePlaceWidget), "undo": self.onUndo}
+        for action, key in SHORTCUTS.items():
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", callback)
+            shortcut.connect("activated()", callbacks[action])
             self._shortcuts.append(shortcut)
 
     def _removeShortcuts(self):
@@ -184,19 +213,6 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             placeWidget.setPlaceModeEnabled(True)
 
     # --- actions --------------------------------------------------------------------
-    def _backend(self):
-        from RTSAMCommon.backends import make_backend
-
-        node = self._parameterNode
-        return make_backend(node.backend, node.serverUrl, self._apiKey, weights={node.engine: node.weights})
-
-    def _setApiKey(self, text):
-        self._apiKey = text
-
-    def onTestConnection(self):
-        with slicer.util.tryWithErrorDisplay("Connection failed.", waitCursor=True):
-            self.ui.connectionLabel.text = self._backend().test_connection()
-
     def onBoxFromDose(self):
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not derive a box from the dose.", waitCursor=True):
@@ -205,53 +221,30 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = node.roi.GetAttribute("RTSAM.DoseBox")
 
     def onApply(self):
-        from RTSAMCommon.slicer_app import ensureDependencies
-
-        if not ensureDependencies(REQUIREMENTS, "RTInjurySAM"):
+        if self._job is not None or not ensureDependencies("RTInjurySAM"):
             return
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            self.logic.backend = self._backend()
-            self.logic.prepare(node.inputVolume, node.outputSegmentation, node.task, node.patientText,
-                               node.roi, node.engine)
-            self.logic.syncClicks(node.includePoints, node.excludePoints)
-            self._runInBackground()
+            self.logic.backend = self.backend()
+            inputs = self.logic.readInputs(node.inputVolume, node.outputSegmentation, node.task, node.patientText,
+                                           node.roi, node.engine)
+            clicks = self.logic.readClicks(node.includePoints, node.excludePoints)
+            self.runInBackground(lambda progress, cancel: self.logic.start(inputs, clicks, progress, cancel),
+                                 self._onPrediction)
 
-    def _runInBackground(self):
-        from RTSAMCommon.slicer_app import BackgroundJob
-
-        self._job = BackgroundJob(lambda progress, cancel: self.logic.predict(progress, cancel), self._onJobDone,
-                                  self._onProgress)
-        self.ui.cancelButton.enabled = True
-        self._updateGui()
-        self._job.start()
-
-    def _onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def _onJobDone(self, result, error):
-        self._job = None
-        self.ui.cancelButton.enabled = False
-        self._updateGui()
-        if error is not None:
-            self.ui.statusLabel.text = str(error)
-            if type(error).__name__ != "CancelledError":
-                slicer.util.errorDisplay(f"Segmentation failed: {error}")
-                logging.exception(error)
-            return
+    def _onPrediction(self, result):
         self._showResult(self.logic.apply(result))
-
-    def onCancel(self):
-        if self._job:
-            self._job.cancel()
+        self.onPointsChanged()  # points placed while the model ran
 
     def onPointsChanged(self, caller=None, event=None):
+        """A point placed, moved or removed, or the ROI moved: decode again on the server (cached embedding)."""
         if self._job is not None or self.logic.interaction is None:
             return
         node = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Could not update the segmentation.", waitCursor=True):
-            self._showResult(self.logic.updateFromPoints(node.includePoints, node.excludePoints))
+        with slicer.util.tryWithErrorDisplay("Could not update the segmentation."):
+            if self.logic.syncPrompt(node.includePoints, node.excludePoints):
+                self.runInBackground(lambda progress, cancel: self.logic.predict(progress, cancel),
+                                     self._onPrediction)
 
     def onUndo(self):
         if self._job is not None or self.logic.interaction is None:
@@ -277,6 +270,9 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         node = self._parameterNode
         segmentation = node.outputSegmentation
+        if segmentation is None:
+            slicer.util.errorDisplay("Select the output segmentation to export.")
+            return
         dialog = qt.QFileDialog(slicer.util.mainWindow(), "Export segmentation")
         dialog.setAcceptMode(qt.QFileDialog.AcceptSave)
         dialog.setNameFilters(list(EXPORT_FILTERS))
@@ -297,16 +293,29 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class RTInjurySAMTest(ScriptedLoadableModuleTest):
-    """Runs the same scenarios as tests/test_slicer_rtinjurysam.py on the registered sample data."""
+    """Runs the same scenarios as tests/test_slicer_rtinjurysam.py on the registered sample data, the model
+    through the local rtsam server. Without the Python packages (Slicer's testing mode installs nothing)
+    the model scenarios are skipped with a message saying which packages are missing."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_brain_box_click_undo()
+        from RTSAMCommon.dependencies import missing_requirements, missing_torch
+        from rtsam.client.local_process import stop_all
+
         self.setUp()
         self.test_dose_box()
+        missing = missing_torch() + missing_requirements()
+        if missing:
+            self.delayDisplay(f"SKIPPED the model scenarios: missing Python packages {', '.join(missing)} "
+                              "(install them with the module's Apply; testing mode installs nothing)")
+            return
+        try:
+            self.setUp()
+            self.test_brain_box_click_undo()
+        finally:
+            stop_all()
 
     def test_brain_box_click_undo(self):
         from RTInjurySAMLib.sampledata import downloadSample

@@ -11,7 +11,7 @@ slicer = pytest.importorskip("slicer")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "RTInjurySAM"), str(ROOT / "ITV4DCT")]
 
-from ITV4DCTLib import ITV4DCTLogic, phase_nodes  # noqa: E402
+from ITV4DCTLib import ITV4DCTLogic, copy_initial_segment, initial_segment_id, phase_nodes  # noqa: E402
 from ITV4DCTLib.scenarios import run_itv_scenario  # noqa: E402
 from rtsam.errors import InputError  # noqa: E402
 
@@ -69,3 +69,21 @@ def test_phase_nodes_from_a_list_and_bad_inputs(itv):
         ITV4DCTLogic(scene).prepare(sequence, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
     with pytest.raises(InputError, match="reference phase 5"):
         ITV4DCTLogic(scene).prepare(sequence, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"), 5, task="tumour")
+
+
+def test_initial_segment_copy_gets_its_own_id_and_never_piles_up(itv):
+    """vtkSegmentation::CopySegmentFromSegmentation renames a copy whose ID the target already has."""
+    scene = itv["scene"]
+    drawn = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    output = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "output")
+    tumour = drawn.GetSegmentation().AddEmptySegment("Segment_1", "tumour")
+    output.GetSegmentation().AddEmptySegment("Segment_1", "something else")
+    assert initial_segment_id(drawn, "tumour") == tumour == initial_segment_id(drawn)
+    with pytest.raises(InputError, match="segment 'lung' not found in 'drawn'"):
+        initial_segment_id(drawn, "lung")
+    first = copy_initial_segment(drawn, tumour, output)
+    assert first != "Segment_1" and output.GetSegmentation().GetSegment(first).GetName() == "tumour"
+    again = copy_initial_segment(drawn, tumour, output)  # a second Apply
+    names = [output.GetSegmentation().GetNthSegment(n).GetName()
+             for n in range(output.GetSegmentation().GetNumberOfSegments())]
+    assert sorted(names) == ["something else", "tumour"] and output.GetSegmentation().GetSegment(again)

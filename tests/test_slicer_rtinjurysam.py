@@ -54,6 +54,9 @@ def test_click_decodes_only_and_undo_restores(brain):
     assert "embed_ms" not in clicked.timingsMs and clicked.timingsMs["decode_ms"] > 0
     assert clicked.volumeMl != brain["first"].volumeMl
     assert brain["undo_restores"] and brain["points_after_undo"] == 0
+    # undoing an ROI move: the point events that undo's NodeModify releases push no edit (which would
+    # clear redo and put the moved ROI back into the session), and the ROI follows the session
+    assert brain["edits_during_undo"] == [] and brain["redo_after_undo"] and brain["roi_back"]
 
 
 def test_click_reaches_the_session_in_lps(data):
@@ -93,10 +96,48 @@ def test_process_without_a_prompt_names_the_problem(data):
     from RTInjurySAMLib.scenarios import load_brain_case
 
     image_node, _ = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
-    with pytest.raises(InputError, match="box"):
+    with pytest.raises(RTSAMError, match="needs a box"):  # the local server's answer
         RTInjurySAMLogic(scene).process(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"))
     with pytest.raises(InputError, match="segmentation"):
         RTInjurySAMLogic(scene).process(image_node, None)
+
+
+def test_scene_close_forgets_the_interaction(data):
+    from RTInjurySAMLib.scenarios import load_brain_case
+
+    scene = slicer.vtkMRMLScene()
+    image_node, _ = load_brain_case(scene, data / "pyradiomics/brain1_image.nrrd", data / "pyradiomics/brain1_label.nrrd")
+    logic = RTInjurySAMLogic(scene)
+    logic.prepare(image_node, scene.AddNewNodeByClass("vtkMRMLSegmentationNode"), "cerebral edema")
+    assert logic.interaction is not None
+    scene.Clear(0)
+    assert logic.interaction is None
+
+
+def test_dicom_seg_is_refused_with_a_reason_on_pydicom_2(monkeypatch, tmp_path):
+    """Slicer 5.10 bundles pydicom 2.4.4 (never upgraded): SEG export says why it cannot run; RTSTRUCT stays."""
+    from RTSAMCommon import dependencies
+    from RTSAMCommon.segments import export_segmentation_dicom
+
+    real = dependencies.installed_version
+    monkeypatch.setattr(dependencies, "installed_version", lambda name: "2.4.4" if name == "pydicom" else real(name))
+    assert dependencies.HIGHDICOM not in dependencies.requirements()
+    scene = slicer.vtkMRMLScene()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(InputError, match="DICOM SEG export needs pydicom 3 .* bundles pydicom 2.4.4"):
+        export_segmentation_dicom(segmentation, None, tmp_path, tmp_path / "seg.dcm", "seg")
+    monkeypatch.setattr(dependencies, "installed_version", real)
+    assert dependencies.dicom_seg_unavailable() is None and dependencies.HIGHDICOM in dependencies.requirements()
+
+
+def test_torch_build_follows_the_driver():
+    from RTSAMCommon.dependencies import torch_build, torch_pip_args
+
+    assert torch_build(None, "linux")[0] == "cpu"
+    assert torch_build((13, 1), "linux")[0] == "cu130" and torch_build((12, 9), "win32")[0] == "cu128"
+    assert torch_build((12, 2), "linux")[0] == "cpu" and "update the driver" in torch_build((12, 2), "linux")[2]
+    assert torch_build((12, 8), "darwin")[1] is None
+    assert torch_pip_args((12, 6), "linux")[-2:] == ["--index-url", "https://download.pytorch.org/whl/cu126"]
 
 
 def test_remote_backend_reports_unreachable_server():
@@ -118,7 +159,7 @@ def test_gpu_memory_check_refuses_a_job_that_cannot_fit(monkeypatch):
     check_gpu_memory("cpu", 1e9)  # the CPU is never refused
 
 
-def test_local_backend_takes_the_users_weights_per_engine(tmp_path):
+def test_inprocess_backend_takes_the_users_weights_per_engine(tmp_path):
     from pathlib import Path
 
     from rtsam.engines.sam3d.config import Sam3DConfig
@@ -126,9 +167,24 @@ def test_local_backend_takes_the_users_weights_per_engine(tmp_path):
     from rtsam.engines.sam3d.checkpoint import save_checkpoint
 
     path = save_checkpoint(Sam3D(Sam3DConfig.named("tiny")), tmp_path / "mine.pth")
-    backend = make_backend("local", device="cpu", weights={"sam3d-tiny": path, "litemedsam": Path()})
+    backend = make_backend("inprocess", device="cpu", weights={"sam3d-tiny": path, "litemedsam": Path()})
     assert backend.engine("sam3d-tiny").weights_label.startswith("mine.pth@sha256:")
     assert backend.engine("litemedsam").weights_label.startswith("lite_medsam.pth@")  # "." = its own
-    assert make_backend("local", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
+    assert make_backend("inprocess", device="cpu").engine("sam3d-tiny").weights_label == "random-init"
     with pytest.raises(InputError, match="engine 'sam3d' ships no weights: give SAM-Med3D's"):
         backend.engine("sam3d")
+
+
+def test_the_model_ran_in_a_local_server_that_stops(brain):
+    """The scenarios above ran with the default (local) backend: a spawned rtsam serve on loopback,
+    not this process; stopping leaves no process behind. Keep this test last in the file."""
+    import os
+
+    from rtsam.client.local_process import running_servers, stop_all
+
+    servers = running_servers()
+    assert servers and all(s.pid != os.getpid() and s.url.startswith("http://127.0.0.1:") for s in servers)
+    assert "rtsam serve: ready at" in servers[0].log_path.read_text()
+    processes = [s._process for s in servers]
+    stop_all()
+    assert not running_servers() and all(p.poll() is not None for p in processes)

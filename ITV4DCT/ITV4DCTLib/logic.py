@@ -1,7 +1,8 @@
 """ITV4DCT headless logic: a 4DCT in MRML -> per-phase masks, ITV segment, table and plot.
 
-``prepare`` reads the nodes (main thread), ``compute`` runs rtsam.itv (no MRML, may run in a
-worker thread), ``apply`` writes the outputs. ``process`` does all three.
+``prepare`` reads the nodes (main thread), ``compute`` runs rtsam.itv through the backend (a
+server job for the local and remote backends: no MRML, runs in a worker thread), ``apply``
+writes the outputs. ``process`` does all three.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from rtsam.engines.base import Prompt
 from rtsam.errors import InputError
 from rtsam.volume import Volume
 
-from RTSAMCommon.backends import LocalBackend
+from RTSAMCommon.backends import make_backend
 from RTSAMCommon.mrml_convert import prepare_scene, roi_box_lps, segment_mask, set_segment_mask, volume_from_node
+from RTSAMCommon.segments import segment_tag
 
 from .outputs import add_motion_plot, add_motion_table, add_phase_sequence
 
 ITV_COLOR = (1.0, 0.4, 0.0)
+COPY_TAG = "RTSAM.copiedFrom"  # "<source node ID>/<segment ID>" on the initial segment's copy
 
 
 @dataclass
@@ -61,12 +64,39 @@ def phase_nodes(source) -> tuple[list, list[float]]:
     return nodes, values
 
 
+def copy_initial_segment(source, segmentId: str, target) -> str:
+    """Copy a segment into ``target`` (segmentation nodes) and return the copy's ID, which Slicer makes
+    unique when ``target`` already has ``segmentId`` (vtkSegmentation::CopySegmentFromSegmentation).
+    The copy of an earlier Apply from the same segment is replaced, so copies never pile up."""
+    origin = f"{source.GetID()}/{segmentId}"
+    segmentation = target.GetSegmentation()
+    for oldId in list(segmentation.GetSegmentIDs()):
+        if segment_tag(segmentation.GetSegment(oldId), COPY_TAG) == origin:
+            segmentation.RemoveSegment(oldId)
+    before = set(segmentation.GetSegmentIDs())
+    if not segmentation.CopySegmentFromSegmentation(source.GetSegmentation(), segmentId):
+        raise InputError(f"could not copy segment '{segmentId}' of '{source.GetName()}' into '{target.GetName()}'")
+    (copyId,) = set(segmentation.GetSegmentIDs()) - before
+    segmentation.GetSegment(copyId).SetTag(COPY_TAG, origin)
+    return copyId
+
+
+def initial_segment_id(source, name: str = "") -> str:
+    """The segment named ``name`` in a segmentation node (the first segment when ``name`` is empty)."""
+    segmentation = source.GetSegmentation()
+    segmentId = segmentation.GetSegmentIdBySegmentName(name) if name else segmentation.GetNthSegmentID(0)
+    if not segmentId:
+        raise InputError(f"segment '{name}' not found in '{source.GetName()}'" if name
+                         else f"'{source.GetName()}' has no segments")
+    return segmentId
+
+
 class ITV4DCTLogic:
     """ITV4DCT logic on ``scene`` (default ``slicer.mrmlScene``) with an injected backend."""
 
     def __init__(self, scene=None, backend=None):
         self.scene = scene if scene is not None else slicer.mrmlScene
-        self.backend = backend or LocalBackend()
+        self.backend = backend or make_backend("local")
         prepare_scene(self.scene)
 
     def process(self, source, segmentationNode, referencePhase=0, initSegmentId=None, roiNode=None, task=None,
@@ -97,13 +127,9 @@ class ITV4DCTLogic:
         return ITVRequest(phases, prompt, init_mask, sequence, segmentationNode, reference)
 
     def compute(self, request: ITVRequest, engine=None, progress=None, cancel=None, propagation="rigid"):
-        """Run the ITV pipeline (touches no MRML); the engine is loaded only when it has work."""
-        from rtsam.itv.pipeline import run_itv
-
-        needed = propagation == "engine" or request.initMask is None
-        return run_itv(request.phases, request.prompt, request.initMask,
-                       self.backend.engine(engine) if needed else None, propagation=propagation,
-                       progress=progress, cancel=cancel)
+        """Run the ITV pipeline through the backend (touches no MRML)."""
+        return self.backend.run_itv(request.phases, request.prompt, request.initMask, engine, propagation,
+                                    progress, cancel)
 
     def apply(self, request: ITVRequest, result) -> ITV4DCTOutputs:
         segmentation = request.segmentationNode

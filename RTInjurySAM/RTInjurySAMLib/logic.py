@@ -1,13 +1,16 @@
 """RTInjurySAM headless logic: MRML in, segment out, through an rtsam Session.
 
-Work is split so a UI can keep MRML on the main thread and run the model elsewhere:
-``prepare`` (reads nodes, opens the session), ``predict`` (model only, no MRML, may run in a
-worker thread), ``apply`` (writes the segment). ``process`` does all three.
+Work is split so a UI keeps MRML on the main thread and waits for the model elsewhere:
+``readInputs``/``readClicks`` (read nodes, main thread), ``start`` (open the session, which
+uploads the image, set the clicks and predict: no MRML, runs in a worker thread) and ``apply``
+(writes the segment, main thread). ``prepare`` = ``open(readInputs(...))``; ``process`` does all.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +19,7 @@ import slicer
 from rtsam.errors import InputError
 from rtsam.volume import Volume
 
-from RTSAMCommon.backends import LocalBackend
+from RTSAMCommon.backends import make_backend
 from RTSAMCommon.mrml_convert import points_lps, prepare_scene, roi_box_lps, set_roi_box, volume_from_node
 from RTSAMCommon.segments import dose_nodes, is_low_quality, task_text, write_result_segment
 
@@ -40,8 +43,23 @@ class RTInjurySAMResult:
 
 
 @dataclass
+class _Inputs:
+    """What a session needs, read from MRML on the main thread."""
+
+    image: Volume
+    imageNodeId: str
+    segmentationNode: object
+    task: str | None
+    patientText: str | None
+    roiNode: object
+    box: np.ndarray | None
+    engine: str | None
+
+
+@dataclass
 class _Interaction:
-    """The open session and where its result goes."""
+    """The open session and where its result goes. ``roiBox`` is the ROI's box as last synced,
+    so the session follows the ROI only when the user moves it."""
 
     session: object
     image: Volume
@@ -50,6 +68,18 @@ class _Interaction:
     task: str | None
     roiNode: object = None
     segmentId: str | None = None
+    roiBox: np.ndarray | None = None
+
+
+def _call_if_alive(reference, method: str):
+    """An observer that calls ``method`` on the referenced object while it lives: the scene holds no
+    strong reference to the logic (the scene's destructor closes it, possibly during garbage collection)."""
+    def call(*args):
+        target = reference()
+        if target is not None:
+            getattr(target, method)()
+
+    return call
 
 
 def _click_key(lps, positive: bool) -> tuple:
@@ -61,9 +91,21 @@ class RTInjurySAMLogic:
 
     def __init__(self, scene=None, backend=None):
         self.scene = scene if scene is not None else slicer.mrmlScene
-        self.backend = backend or LocalBackend()
+        self.backend = backend or make_backend("local")
         prepare_scene(self.scene)
         self.interaction: _Interaction | None = None
+        self.writingPrompt = False  # True while undo writes the prompt back into the nodes
+        self.scene.AddObserver(slicer.vtkMRMLScene.StartCloseEvent, _call_if_alive(weakref.ref(self), "reset"))
+
+    def reset(self) -> None:
+        """Forget the interaction (scene closed, or a new one starts); frees the server's session."""
+        state, self.interaction = self.interaction, None
+        close = getattr(state.session, "close", None) if state is not None else None
+        if close is not None:
+            try:
+                close()
+            except Exception as error:  # the server may be gone already; nothing left to free
+                logging.info("RTInjurySAM: could not close the previous session: %s", error)
 
     # --- inputs ---------------------------------------------------------------------
     def findDoseNode(self):
@@ -100,29 +142,54 @@ class RTInjurySAMLogic:
     # --- interactive steps ----------------------------------------------------------
     def prepare(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None, engine=None):
         """Open a session on the image (embeddings are computed by the first predict)."""
+        return self.open(self.readInputs(imageNode, segmentationNode, task, patientText, roiNode, engine))
+
+    def readInputs(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None,
+                   engine=None) -> _Inputs:
+        """Read the nodes and set up the output segmentation (main thread)."""
         if imageNode is None or segmentationNode is None:
             raise InputError("select an image volume and an output segmentation")
         image = volume_from_node(imageNode)
-        session = self.backend.open_session(image, engine)
-        session.set_task(task_text(task), patientText or None)
-        if roiNode is not None:
-            session.set_box(roi_box_lps(roiNode))
+        box = roi_box_lps(roiNode) if roiNode is not None else None
         if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(imageNode)
         segmentationNode.CreateDefaultDisplayNodes()
-        self.interaction = _Interaction(session, image, imageNode.GetID(), segmentationNode, task, roiNode)
+        return _Inputs(image, imageNode.GetID(), segmentationNode, task, patientText, roiNode, box, engine)
+
+    def open(self, inputs: _Inputs, progress=None, cancel=None) -> _Interaction:
+        """Open the session (uploads the image to the server; no MRML: any thread)."""
+        self.reset()
+        session = self.backend.open_session(inputs.image, inputs.engine, progress, cancel)
+        session.set_task(task_text(inputs.task), inputs.patientText or None)
+        if inputs.box is not None:
+            session.set_box(inputs.box)
+        self.interaction = _Interaction(session, inputs.image, inputs.imageNodeId, inputs.segmentationNode,
+                                        inputs.task, inputs.roiNode, roiBox=inputs.box)
         return self.interaction
+
+    def start(self, inputs: _Inputs, clicks: list, progress=None, cancel=None):
+        """Open the session, set the clicks and predict: the worker-thread part of Apply."""
+        self.open(inputs, progress, cancel)
+        self.setClicks(clicks)
+        return self.predict(progress, cancel)
 
     def _require(self) -> _Interaction:
         if self.interaction is None:
             raise InputError("start a segmentation first (Apply)")
         return self.interaction
 
+    @staticmethod
+    def readClicks(includePoints=None, excludePoints=None) -> list:
+        """The clicks the two point lists hold (main thread)."""
+        return ([_click_key(p, True) for p in points_lps(includePoints)]
+                + [_click_key(p, False) for p in points_lps(excludePoints)])
+
     def syncClicks(self, includePoints=None, excludePoints=None) -> bool:
         """Make the session's clicks match the two point lists (one edit per change); True if changed."""
+        return self.setClicks(self.readClicks(includePoints, excludePoints))
+
+    def setClicks(self, wanted: list) -> bool:
         session = self._require().session
-        wanted = [_click_key(p, True) for p in points_lps(includePoints)]
-        wanted += [_click_key(p, False) for p in points_lps(excludePoints)]
         current = [_click_key(c.lps, c.positive) for c in session.prompt.clicks]
         removed = [index for index, key in enumerate(current) if key not in wanted]
         added = [key for key in wanted if key not in current]
@@ -138,11 +205,19 @@ class RTInjurySAMLogic:
         if state.roiNode is None:
             return False
         box = roi_box_lps(state.roiNode)
-        current = state.session.prompt.box_lps
-        if current is not None and np.allclose(current, box, atol=1e-3):
+        if state.roiBox is not None and np.allclose(state.roiBox, box, atol=1e-3):
             return False
         state.session.set_box(box)
+        state.roiBox = box
         return True
+
+    def syncPrompt(self, includePoints=None, excludePoints=None) -> bool:
+        """After the user placed, moved or removed a point or moved the ROI: edit the session's prompt
+        (no model call). False when nothing changed, or while undo writes the prompt back."""
+        if self.writingPrompt or self.interaction is None:
+            return False
+        changed = self.syncBox()
+        return self.syncClicks(includePoints, excludePoints) or changed
 
     def predict(self, progress=None, cancel=None):
         """Run the model on the session's prompt; touches no MRML (safe in a worker thread)."""
@@ -165,8 +240,7 @@ class RTInjurySAMLogic:
 
     def updateFromPoints(self, includePoints=None, excludePoints=None) -> RTInjurySAMResult | None:
         """After a click is placed or moved: decode with the cached embedding and update the segment."""
-        changed = self.syncBox()
-        if not (self.syncClicks(includePoints, excludePoints) or changed):
+        if not self.syncPrompt(includePoints, excludePoints):
             return None
         return self.apply(self.predict())
 
@@ -184,13 +258,18 @@ class RTInjurySAMLogic:
         from rtsam.volume import lps_to_ras
 
         state = self.interaction
-        for node, positive in ((includePoints, True), (excludePoints, False)):
-            if node is None:
-                continue
-            with slicer.util.NodeModify(node):
-                node.RemoveAllControlPoints()
-                for click in prompt.clicks:
-                    if click.positive == positive:
-                        node.AddControlPoint(*lps_to_ras(click.lps))
-        if state.roiNode is not None and prompt.box_lps is not None:
-            set_roi_box(state.roiNode, prompt.box_lps)
+        self.writingPrompt = True  # the point events queued by NodeModify fire on its exit: ignore them
+        try:
+            for node, positive in ((includePoints, True), (excludePoints, False)):
+                if node is None:
+                    continue
+                with slicer.util.NodeModify(node):
+                    node.RemoveAllControlPoints()
+                    for click in prompt.clicks:
+                        if click.positive == positive:
+                            node.AddControlPoint(*lps_to_ras(click.lps))
+            if state.roiNode is not None and prompt.box_lps is not None:
+                set_roi_box(state.roiNode, prompt.box_lps)
+        finally:
+            self.writingPrompt = False
+        state.roiBox = roi_box_lps(state.roiNode) if state.roiNode is not None else None

@@ -10,7 +10,7 @@ import numpy as np
 from rtsam.metrics import dice
 from rtsam.volume import Volume
 
-from RTSAMCommon.mrml_convert import add_volume_node, segment_mask, set_roi_box
+from RTSAMCommon.mrml_convert import add_volume_node, roi_box_lps, segment_mask, set_roi_box
 from RTSAMCommon.segments import DOSE_ATTRIBUTE
 
 from .logic import RTInjurySAMLogic
@@ -87,7 +87,14 @@ def run_brain_scenario(scene, image_path, label_path, engine: str = "litemedsam"
         include.AddControlPoint(*lps_to_ras(miss))
         clicked = logic.updateFromPoints(include, None)
         clicked_mask = segment_mask(segmentation, clicked.segmentId, label)
-        undone = logic.undo(include, None)
+        first_box = roi_box_lps(roi)
+        set_roi_box(roi, mask_box_lps(label, margin_mm=4.0))  # the user moves the ROI: one more edit
+        logic.updateFromPoints(include, None)
+        edits = watch_points_like_the_widget(logic, include)
+        logic.undo(include, None)  # the move: points are rewritten (their events fire) and the ROI moves back
+        out.update(edits_during_undo=list(edits), redo_after_undo=logic.interaction.session.can_redo,
+                   roi_back=bool(np.allclose(roi_box_lps(roi), first_box, atol=1e-3)))
+        undone = logic.undo(include, None)  # the click
         out.update(click_lps=miss, clicked=clicked, dice_click=dice(clicked_mask, label),
                    click_inside=bool(clicked_mask.array[tuple(np.round(label.lps_to_ijk(miss)).astype(int)[::-1])]),
                    undone=undone, undo_restores=np.array_equal(
@@ -96,12 +103,24 @@ def run_brain_scenario(scene, image_path, label_path, engine: str = "litemedsam"
     return out
 
 
+def watch_points_like_the_widget(logic, points) -> list:
+    """Observe ``points`` as the module widget does (a point event edits the session's prompt);
+    returns the list of the events that changed the prompt."""
+    edits = []
+
+    def changed(caller, event):
+        if logic.syncPrompt(points, None):
+            edits.append(event)
+
+    for event in (points.PointPositionDefinedEvent, points.PointEndInteractionEvent, points.PointRemovedEvent):
+        points.AddObserver(event, changed)
+    return edits
+
+
 def run_dose_box_scenario(scene, rtdose_path, threshold: float = 0.8, margin_mm: float = 5.0) -> dict:
     """Real RTDOSE as a SlicerRT-style dose node; auto-detect it and build the ROI from it."""
     from rtsam.io import read_rtdose
     from rtsam.prompts.dose_box import dose_box
-
-    from RTSAMCommon.mrml_convert import roi_box_lps
 
     dose = read_rtdose(rtdose_path)
     scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not a dose")

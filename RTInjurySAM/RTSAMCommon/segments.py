@@ -99,8 +99,12 @@ def export_segmentation_dicom(segmentation_node, reference_volume_node, referenc
     Names, colours, terminology codes and the engine tags of the segments are kept."""
     from rtsam.io.dicom_export import read_reference, write_dicom_seg, write_rtstruct
 
+    from .dependencies import dicom_seg_unavailable
+
     if fmt not in ("seg", "rtstruct"):
         raise InputError(f"DICOM export format must be 'seg' or 'rtstruct', got {fmt!r}")
+    if fmt == "seg" and dicom_seg_unavailable():
+        raise InputError(dicom_seg_unavailable())
     segmentation = segmentation_node.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     if not ids:
@@ -115,7 +119,7 @@ def _export_segment(segmentation_node, segment_id: str, grid):
     from rtsam.io.dicom_export import Algorithm, ExportSegment
 
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    engine, weights = _tag(segment, "RTSAM.engine"), _tag(segment, "RTSAM.weights")
+    engine, weights = segment_tag(segment, "RTSAM.engine"), segment_tag(segment, "RTSAM.weights")
     return ExportSegment(
         name=segment.GetName(),
         mask=segment_mask(segmentation_node, segment_id, grid),
@@ -133,6 +137,6 @@ def terminology_codes(entry: str | None) -> dict[str, str]:
             if i < len(fields) and len(fields[i].split("^")) == 3 and all(fields[i].split("^"))}
 
 
-def _tag(segment, key: str) -> str:
+def segment_tag(segment, key: str) -> str:
     value = vtk.reference("")
     return str(value) if segment.GetTag(key, value) else ""

@@ -13,13 +13,13 @@ def register(subparsers) -> None:
                               description="Serve an engine over HTTP (OpenAPI schema at /openapi.json, docs at "
                                           "/docs). Clients: rtsam.client.RemoteEngine / RemoteSession.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=8765, help="port (0: a free one; see --ready-file)")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", help="require this key in the X-API-Key header")
     key.add_argument("--api-key-file", help="file with one accepted key per line")
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when PyTorch sees a GPU; default cpu)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); clients verify it")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     limits = p.add_argument_group("capacity and limits")
@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     load.add_argument("--ca-bundle", help="CA certificates (PEM) to verify an https --url")
     load.add_argument("--insecure", action="store_true",
                       help="do not verify the certificate of an https --url (self-signed tests only)")
+    p.add_argument("--ready-file", help="write {\"url\", \"pid\"} here once serving (for a parent program, e.g. Slicer)")
+    p.add_argument("--exit-with-stdin", action="store_true", help="stop when standard input closes (the parent exited)")
     p.set_defaults(func=run)
 
 
@@ -69,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
         with background_server(app) as url:
             return load_test(url, keys[0] if keys else None, args.load_test, args.clicks, app=app)
+    if args.ready_file:
+        from ..server.ready import serve_for_parent
+
+        serve_for_parent(app, config, args.ready_file, args.exit_with_stdin)
+        return 0
     from ..server.run import serve
 
     serve(app, config)
@@ -87,7 +94,7 @@ def server_config(args: argparse.Namespace, keys: list[str]):
             raise InputError("TLS file not found", path)
     n = args.load_test or 0
     return ServerConfig(host=args.host, port=args.port, api_keys=keys, engine=args.engine,
-                        checkpoint=args.checkpoint, device=args.device, max_sessions=max(args.max_sessions, n),
+                        checkpoint=args.checkpoint, device=_device(args.device), max_sessions=max(args.max_sessions, n),
                         max_cached=args.max_cached, idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                         max_concurrent=args.max_concurrent, deadline_s=args.deadline,
                         max_per_key=max(args.max_sessions_per_key, n),
@@ -108,3 +115,11 @@ def load_test(url: str, api_key: str | None, sessions: int, clicks: int, app=Non
                       service_s=app.state.scheduler.times.snapshot())
     print_json(report)
     return 1 if report["failures"] else 0
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    from ..server.ready import auto_device
+
+    return auto_device()

@@ -21,6 +21,7 @@ from ..volume import Volume
 from .contours import mask_contours
 from .dicom import read_dataset, require
 from .files import write_atomically
+from .pydicom_compat import save_dicom
 from .images import read_image
 
 GENERIC_TYPE = "SCT^52988006^Lesion"
@@ -194,7 +195,7 @@ def _check_mask(segment: ExportSegment, reference: ReferenceSeries, frame: str) 
 
 
 def _save(dataset, path: str | Path) -> Path:
-    return write_atomically(path, lambda temp: dataset.save_as(temp, enforce_file_format=True), ".dcm")
+    return write_atomically(path, lambda temp: save_dicom(dataset, temp), ".dcm")
 
 
 def _with_patient_study(header):

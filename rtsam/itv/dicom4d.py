@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
+from ..io.pydicom_compat import save_dicom
 from ..volume import Volume
 
 # Per-slice tags that tell phases apart, most specific first.
@@ -130,7 +131,7 @@ def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[f
             ds.InstanceNumber = n * volume.array.shape[0] + k + 1
             if one_series:
                 ds.NominalPercentageOfRespiratoryPhase = float(value)
-            ds.save_as(folder / f"phase{n:02d}_slice{k:04d}.dcm", enforce_file_format=True)
+            save_dicom(ds, folder / f"phase{n:02d}_slice{k:04d}.dcm")
     return folder
 
 
