@@ -7,14 +7,13 @@ import asyncio
 
 
 def in_process_backend(device: str = "cpu"):
-    """The modules' own in-process backend (RTSAMCommon.backends): ``InProcessBackend``, or ``LocalBackend``
-    where that class does not exist yet (there the local backend still runs in this process)."""
+    """The modules' own in-process backend (``RTSAMCommon.backends.InProcessBackend``)."""
     from .modules import add_module_paths
 
     add_module_paths()
     from RTSAMCommon import backends
 
-    return getattr(backends, "InProcessBackend", backends.LocalBackend)(device)
+    return backends.InProcessBackend(device)
 
 
 class Progress:
