@@ -73,17 +73,20 @@ def _not_a_slice(header, path: Path) -> str:
     modality = str(header.get("Modality", "")).upper()
     if sop_class == DICOMDIR_CLASS:
         return "is a DICOMDIR (an index of files), not an image"
-    if modality in NON_IMAGE_MODALITIES or "Rows" not in header:
-        return f"is a DICOM {modality or _class_name(sop_class)} file, not an image"
+    name = _class_name(sop_class)
+    if modality in NON_IMAGE_MODALITIES:
+        return f"is a DICOM {modality} file, not an image"
+    if "Rows" not in header:
+        return f"is {_article(name)} without image pixel data"
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
-        return f"is a colour {_class_name(sop_class)} ({header.SamplesPerPixel} samples per pixel), not a CT/MR/PET image"
+        return f"is a colour {name} ({header.SamplesPerPixel} samples per pixel), not a CT/MR/PET image"
     if sop_class in ENHANCED_CLASSES:
         return ""
     if frame_count(header) != 1:
-        return f"is a multi-frame {_class_name(sop_class)} without a position per frame, not a CT/MR/PET slice"
+        return f"is a multi-frame {name} without a position per frame, not a CT/MR/PET slice"
     missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if header.get(k) is None]
     if missing:
-        return f"is a {_class_name(sop_class)} without {' and '.join(missing)}: it cannot be placed in 3D"
+        return f"is {_article(name)} without {' and '.join(missing)}: it cannot be placed in 3D"
     try:
         orientation(header, path)
         position = np.asarray(header.ImagePositionPatient, dtype=float)
@@ -107,4 +110,8 @@ def _class_name(sop_class: str) -> str:
     from pydicom.uid import UID
 
     name = UID(sop_class).name if sop_class else ""
-    return name.removesuffix(" Storage") if name and name != sop_class else "DICOM object of unknown class"
+    return name.removesuffix(" Storage") if name and name != sop_class else "DICOM file"
+
+
+def _article(name: str) -> str:
+    return f"{'an' if name[0].upper() in 'AEIOU' else 'a'} {name}"

@@ -34,6 +34,8 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Volume:
         if header is None:
             raise InputError(reason, path)
         return read_series(path.parent, series_uid or str(header.get("SeriesInstanceUID", "")), chosen_file=path)
+    if _suffix(path) == ".dcm":
+        raise InputError("is not a DICOM file (no DICM preamble)", path)
     if _suffix(path) not in READ_SUFFIXES:
         raise InputError(f"unsupported image format {_suffix(path) or '(no extension)'}; use NIfTI, NRRD, MHA or DICOM", path)
     return _read_itk(path)
