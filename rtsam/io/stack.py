@@ -23,7 +23,8 @@ def read_stack(slices: list[Slice], uid: str, folder: Path, hint: str = "") -> V
     along = np.array([np.asarray(s.header.ImagePositionPatient, dtype=float) @ direction[:, 2] for s in slices])
     order = np.argsort(along, kind="stable")
     slices, along = [slices[i] for i in order], along[order]
-    _check_steps(np.diff(along), [s.path.name for s in slices], folder, hint)
+    _check_steps(np.diff(along), [s.path.name for s in slices], folder,
+                 "duplicate slices, or several acquisitions in one series?", hint)
     volume = None
     if len({_rescale(s.header) for s in slices}) == 1:
         volume = _read_sitk([str(s.path) for s in slices])
@@ -47,7 +48,7 @@ def read_enhanced(item: Slice) -> Volume:
     along = np.array([g.position @ direction[:, 2] for g in groups])
     order = np.argsort(along, kind="stable")
     _check_steps(np.diff(along[order]), [f"frame {n + 1}" for n in order], item.path,
-                 " (several stacks or time points in one file are not supported)")
+                 "several stacks or time points in one file are not supported")
     return _assemble([frames[n] for n in order], [groups[n].rescale for n in order], groups[order[0]].position,
                      direction, pixel_spacing, along[order], ds, item.path)
 
@@ -91,14 +92,13 @@ def _rescale(header) -> tuple[float, float]:
     return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
-def _check_steps(steps: np.ndarray, names: list[str], where: Path, hint: str) -> None:
-    """Slices must not share a position and must be evenly spaced (names in position order)."""
+def _check_steps(steps: np.ndarray, names: list[str], where: Path, shared: str, hint: str = "") -> None:
+    """Slices must not share a position (``shared`` says why they might) and must be evenly spaced."""
     if steps.size == 0:
         return
     if steps.min() < 1e-3:
         n = int(np.argmin(steps))
-        raise InputError(f"{names[n]} and {names[n + 1]} lie at one position (duplicate slices, or several "
-                         f"acquisitions in one series?)", where)
+        raise InputError(f"{names[n]} and {names[n + 1]} lie at one position ({shared})", where)
     if steps.max() - steps.min() > max(1e-2, 0.01 * steps.mean()):
         raise InputError(f"slices are not evenly spaced (gaps {steps.min():.3g} to {steps.max():.3g} mm): "
                          f"missing slices?{hint}", where)
