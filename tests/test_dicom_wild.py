@@ -123,3 +123,19 @@ def test_cli_subprocess_one_line_error_and_one_line_warnings(series, tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("rtsam evaluate: warning: ")]
     for name in ("rtdose_1frame.dcm", "rtplan.dcm", "README.txt"):  # once per read of the folder
         assert len([w for w in warnings if name in w]) == 2, result.stderr
+
+
+def test_4dct_folder_with_odd_files(tmp_path, caplog):
+    from rtsam.itv.dicom4d import read_dicom_phases, write_dicom_phases
+
+    phases = [ct_volume(oblique_direction(10), shape=(3, 8, 8)) for _ in range(2)]
+    phases[1].array += 7
+    write_dicom_phases(phases, tmp_path, [0.0, 50.0])
+    for name in ("rtdose_1frame.dcm", "README.txt"):
+        shutil.copy(TEST_FILES / name, tmp_path / name)
+    volumes, values = read_dicom_phases(tmp_path)
+    assert values == [0.0, 50.0]
+    np.testing.assert_array_equal(volumes[1].array, phases[0].array + 7)
+    np.testing.assert_allclose(volumes[0].direction, phases[0].direction, atol=1e-6)
+    assert sorted(r.getMessage().split(": left out")[0] for r in caplog.records) == [
+        str(tmp_path / "README.txt"), str(tmp_path / "rtdose_1frame.dcm")]

@@ -49,8 +49,10 @@ def read_enhanced(item: Slice) -> Volume:
     order = np.argsort(along, kind="stable")
     _check_steps(np.diff(along[order]), [f"frame {n + 1}" for n in order], item.path,
                  "several stacks or time points in one file are not supported")
-    return _assemble([frames[n] for n in order], [groups[n].rescale for n in order], groups[order[0]].position,
-                     direction, pixel_spacing, along[order], ds, item.path)
+    volume = _assemble([frames[n] for n in order], [groups[n].rescale for n in order], groups[order[0]].position,
+                       direction, pixel_spacing, along[order], ds, item.path)
+    volume.metadata["files"] = [str(item.path)]
+    return volume
 
 
 class _FrameGroups:
