@@ -91,11 +91,19 @@ def _not_a_slice(header, path: Path) -> str:
         orientation(header, path)
         position = np.asarray(header.ImagePositionPatient, dtype=float)
         spacing = np.asarray(header.PixelSpacing, dtype=float)
+        rescale(header)  # numbers, or the slice is left out
+        if min(int(header.Rows), int(header.Columns)) < 1:
+            return "has no pixels (Rows or Columns is 0)"
     except (InputError, ValueError, TypeError) as error:
         return str(error).removeprefix(f"{path}: ")
     if position.shape != (3,) or spacing.shape != (2,) or not np.all(np.isfinite(position)) or np.any(spacing <= 0):
         return f"ImagePositionPatient {position.tolist()} or PixelSpacing {spacing.tolist()} is not valid"
     return ""
+
+
+def rescale(header) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept), (1, 0) when absent."""
+    return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
 def frame_count(header) -> int:

@@ -129,6 +129,3 @@ def _stack_key(header) -> tuple:
         return ("enhanced", str(header.get("SOPInstanceUID", "")))
     rounded = lambda values: tuple(np.round(np.asarray(values, dtype=float), 3).tolist())  # noqa: E731
     return rounded(header.ImageOrientationPatient), rounded(header.PixelSpacing), int(header.Rows), int(header.Columns)
-
-
-

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..volume import Volume
 from .dicom import orientation, pixel_array, read_dataset, require
-from .dicom_scan import Slice, frame_count
+from .dicom_scan import Slice, frame_count, rescale
 
 
 def read_stack(slices: list[Slice], uid: str, folder: Path, hint: str = "") -> Volume:
@@ -26,7 +26,7 @@ def read_stack(slices: list[Slice], uid: str, folder: Path, hint: str = "") -> V
     _check_steps(np.diff(along), [s.path.name for s in slices], folder,
                  "duplicate slices, or several acquisitions in one series?", hint)
     volume = None
-    if len({_rescale(s.header) for s in slices}) == 1:
+    if len({rescale(s.header) for s in slices}) == 1:
         volume = _read_sitk([str(s.path) for s in slices])
     if volume is None:
         volume = _read_pydicom(slices, direction, along, uid)
@@ -42,7 +42,10 @@ def read_enhanced(item: Slice) -> Volume:
     if frames.ndim != 3 or frames.shape[0] != frame_count(ds):
         raise InputError(f"pixel data of shape {frames.shape} does not match NumberOfFrames {ds.NumberOfFrames}",
                          item.path)
-    groups = [_FrameGroups(ds, n, item.path) for n in range(frames.shape[0])]
+    try:
+        groups = [_FrameGroups(ds, n, item.path) for n in range(frames.shape[0])]
+    except (ValueError, TypeError, IndexError) as error:
+        raise InputError(f"functional groups hold values that are not numbers ({error})", item.path) from None
     direction = _same(groups, "orientation", item.path)
     pixel_spacing = _same(groups, "pixel_spacing", item.path)
     along = np.array([g.position @ direction[:, 2] for g in groups])
@@ -67,7 +70,7 @@ class _FrameGroups:
         self.orientation = orientation(self._item("PlaneOrientationSequence", n), path)
         self.pixel_spacing = tuple(float(v) for v in self._value("PixelMeasuresSequence", "PixelSpacing", n))
         transform = self._item("PixelValueTransformationSequence", n, required=False)
-        self.rescale = _rescale(transform) if transform is not None else (1.0, 0.0)
+        self.rescale = rescale(transform) if transform is not None else (1.0, 0.0)
 
     def _item(self, sequence: str, n: int, required: bool = True):
         for group in self._groups:
@@ -88,10 +91,6 @@ def _same(groups: list[_FrameGroups], name: str, path: Path):
             raise InputError(f"frame {n + 1} has another {name.replace('_', ' ')} than frame 1 "
                              "(several stacks in one file are not supported)", path)
     return first
-
-
-def _rescale(header) -> tuple[float, float]:
-    return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
 def _check_steps(steps: np.ndarray, names: list[str], where: Path, shared: str, hint: str = "") -> None:
@@ -140,7 +139,7 @@ def _read_pydicom(slices: list[Slice], direction: np.ndarray, along: np.ndarray,
             raise InputError(f"pixel data of shape {frame.shape} is not one {ds.Rows}x{ds.Columns} slice", item.path)
         frames.append(frame)
     first = slices[0].header
-    return _assemble(frames, [_rescale(s.header) for s in slices], np.asarray(first.ImagePositionPatient, float),
+    return _assemble(frames, [rescale(s.header) for s in slices], np.asarray(first.ImagePositionPatient, float),
                      direction, [float(v) for v in first.PixelSpacing], along, first, slices[0].path)
 
 
