@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
+from .dicom import NON_IMAGE_MODALITIES, floats, is_dicom_file, orientation, read_dataset
 
 log = logging.getLogger("rtsam.io")
 
@@ -89,15 +89,14 @@ def _not_a_slice(header, path: Path) -> str:
         return f"is {_article(name)} without {' and '.join(missing)}: it cannot be placed in 3D"
     try:
         orientation(header, path)
-        position = np.asarray(header.ImagePositionPatient, dtype=float)
-        spacing = np.asarray(header.PixelSpacing, dtype=float)
+        floats(header, "ImagePositionPatient", path, 3)
+        if np.any(floats(header, "PixelSpacing", path, 2) <= 0):
+            return f"has PixelSpacing {header.PixelSpacing}, not two positive numbers"
         rescale(header)  # numbers, or the slice is left out
         if min(int(header.Rows), int(header.Columns)) < 1:
             return "has no pixels (Rows or Columns is 0)"
     except (InputError, ValueError, TypeError) as error:
         return str(error).removeprefix(f"{path}: ")
-    if position.shape != (3,) or spacing.shape != (2,) or not np.all(np.isfinite(position)) or np.any(spacing <= 0):
-        return f"ImagePositionPatient {position.tolist()} or PixelSpacing {spacing.tolist()} is not valid"
     return ""
 
 

@@ -13,14 +13,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import orientation, pixel_array, read_dataset, require
+from .dicom import floats, orientation, pixel_array, read_dataset, require
 from .dicom_scan import Slice, frame_count, rescale
 
 
 def read_stack(slices: list[Slice], uid: str, folder: Path, hint: str = "") -> Volume:
     """Read single-frame slices sorted along the slice normal; ``hint`` ends the uneven-gaps error."""
     direction = orientation(slices[0].header, slices[0].path)
-    along = np.array([np.asarray(s.header.ImagePositionPatient, dtype=float) @ direction[:, 2] for s in slices])
+    along = np.array([floats(s.header, "ImagePositionPatient", s.path, 3) @ direction[:, 2] for s in slices])
     order = np.argsort(along, kind="stable")
     slices, along = [slices[i] for i in order], along[order]
     _check_steps(np.diff(along), [s.path.name for s in slices], folder,
