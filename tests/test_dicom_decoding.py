@@ -183,6 +183,9 @@ def test_a_series_mixing_stacks_is_split(tmp_path):
     scout.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
     scout.Rows, scout.Columns, scout.PixelData = 4, 8, bytes(64)
     scout.save_as(tmp_path / "scout.dcm")
+    noisy = pydicom.dcmread(files[1])  # orientation noise below 1e-3 keeps a slice in its stack
+    noisy.ImageOrientationPatient = [1, 0, 0, 0, 1, 0.0006]
+    noisy.save_as(files[1])
     with pytest.raises(InputError, match=f"2 image series found.*{uid}#1 .*3 slices.*{uid}#2 .*1 slices"):
         read_image(tmp_path)
     assert read_image(files[0]).array.shape == (3, 8, 8)

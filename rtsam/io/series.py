@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
+from .dicom import floats
 from .dicom_scan import ENHANCED_CLASSES, Scan, Slice, frame_count, scan_folder
 from .stack import read_enhanced, read_stack
 
@@ -21,10 +22,6 @@ class SeriesInfo:
     slices: list[Slice]
     modality: str
     description: str
-
-    @property
-    def files(self) -> list[str]:
-        return [str(s.path) for s in self.slices]
 
     @property
     def enhanced(self) -> bool:
@@ -117,15 +114,23 @@ def _unique_instances(scan: Scan, prefer: Path | None) -> list[Slice]:
 
 
 def _stacks(items: list[Slice]) -> list[list[Slice]]:
-    """Split a series by orientation, pixel spacing and matrix size; largest stack first."""
-    groups = defaultdict(list)
+    """Split a series by orientation, pixel spacing and matrix size (within 1e-3); largest stack first.
+    Each enhanced multi-frame file is a stack of its own."""
+    groups: list[tuple[np.ndarray | None, list[Slice]]] = []
     for item in items:
-        groups[_stack_key(item.header)].append(item)
-    return sorted(groups.values(), key=len, reverse=True)
+        key = _stack_key(item)
+        same = (g for k, g in groups if key is not None and k is not None and np.allclose(k, key, atol=1e-3))
+        group = next(same, None)
+        if group is None:
+            groups.append((key, [item]))
+        else:
+            group.append(item)
+    return sorted((g for _, g in groups), key=len, reverse=True)
 
 
-def _stack_key(header) -> tuple:
+def _stack_key(item: Slice) -> np.ndarray | None:
+    header = item.header
     if str(header.get("SOPClassUID", "")) in ENHANCED_CLASSES:
-        return ("enhanced", str(header.get("SOPInstanceUID", "")))
-    rounded = lambda values: tuple(np.round(np.asarray(values, dtype=float), 3).tolist())  # noqa: E731
-    return rounded(header.ImageOrientationPatient), rounded(header.PixelSpacing), int(header.Rows), int(header.Columns)
+        return None
+    return np.concatenate([floats(header, "ImageOrientationPatient", item.path, 6),
+                           floats(header, "PixelSpacing", item.path, 2), [int(header.Rows), int(header.Columns)]])
