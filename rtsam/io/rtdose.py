@@ -100,7 +100,7 @@ def _frame_offsets(ds, frames: int, ipp: np.ndarray, normal: np.ndarray, path: P
 
 def _slice_spacing(ds, offsets: np.ndarray, path: Path) -> float:
     if offsets.size == 1:
-        return float(ds.get("SliceThickness") or 1.0)
+        return float(floats(ds, "SliceThickness", path, 1, default=1.0)[0])
     steps = np.diff(offsets)
     if steps.min() <= 0 or steps.max() - steps.min() > 1e-3 * max(1.0, steps.mean()):
         raise InputError(f"dose frames are not evenly spaced (steps {steps.min():g} to {steps.max():g} mm)", path)

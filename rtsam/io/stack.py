@@ -139,8 +139,8 @@ def _read_pydicom(slices: list[Slice], direction: np.ndarray, along: np.ndarray,
             raise InputError(f"pixel data of shape {frame.shape} is not one {ds.Rows}x{ds.Columns} slice", item.path)
         frames.append(frame)
     first = slices[0].header
-    return _assemble(frames, [rescale(s.header) for s in slices], np.asarray(first.ImagePositionPatient, float),
-                     direction, [float(v) for v in first.PixelSpacing], along, first, slices[0].path)
+    return _assemble(frames, [rescale(s.header) for s in slices], floats(first, "ImagePositionPatient", slices[0].path),
+                     direction, floats(first, "PixelSpacing", slices[0].path), along, first, slices[0].path)
 
 
 def _assemble(frames, rescales, origin, direction, pixel_spacing, along, header, path) -> Volume:
@@ -151,7 +151,7 @@ def _assemble(frames, rescales, origin, direction, pixel_spacing, along, header,
         dtype = np.result_type(*[f.dtype.newbyteorder("=") for f in frames])
     array = np.stack([f.astype(np.float64) * s + b if (s, b) != (1.0, 0.0) else f for f, (s, b) in zip(frames, rescales)])
     steps = np.diff(along)
-    slice_spacing = float(steps.mean()) if steps.size else float(header.get("SliceThickness") or 1.0)
+    slice_spacing = float(steps.mean()) if steps.size else floats(header, "SliceThickness", path, 1, default=1.0)[0]
     row_spacing, col_spacing = pixel_spacing
     return Volume(array.astype(dtype), spacing=(col_spacing, row_spacing, slice_spacing), origin=tuple(origin),
                   direction=direction, metadata={"path": str(path)})
