@@ -141,3 +141,14 @@ def test_4dct_folder_with_odd_files(tmp_path, caplog):
     np.testing.assert_allclose(volumes[0].direction, phases[0].direction, atol=1e-6)
     assert sorted(r.getMessage().split(": left out")[0] for r in caplog.records) == [
         str(tmp_path / "README.txt"), str(tmp_path / "rtdose_1frame.dcm")]
+
+
+def test_real_rt_case_and_a_dicomdir_export(rt_case, caplog):
+    volume = read_image(rt_case)  # the CT slice beside its RTDOSE, RTPLAN and RTSTRUCT
+    assert volume.array.shape == (1, 512, 512) and volume.metadata["modality"] == "CT"
+    assert sorted(volume.metadata["skipped_files"]) == [str(rt_case / n) for n in ("rtdose.dcm", "rtplan.dcm", "rtss.dcm")]
+    assert len([r for r in caplog.records if "left out: is a DICOM RT" in r.getMessage()]) == 3
+    with pytest.raises(InputError, match=r"dicomdirtests: no DICOM image series found in this folder \(DICOMDIR is a "
+                                         r"DICOMDIR \(an index of files\), not an image; \d+ more files left out\); "
+                                         "sub-folders are not searched"):
+        read_image(TEST_FILES / "dicomdirtests")

@@ -69,7 +69,10 @@ def read_series(folder: str | Path, series_uid: str | None = None, chosen_file: 
 
 def _choose(series: list[SeriesInfo], uid: str | None, chosen_file: Path | None, folder: Path, scan: Scan):
     if not series:
-        raise InputError("no DICOM image series found in this folder" + _skipped_note(scan), folder)
+        subfolders = any(p.is_dir() for p in folder.iterdir())
+        raise InputError("no DICOM image series found in this folder" + _skipped_note(scan)
+                         + ("; sub-folders are not searched: give the folder of the series" if subfolders else ""),
+                         folder)
     if uid is not None:
         matching = [s for s in series if s.uid == uid or s.uid.split("#")[0] == uid]
         if chosen_file is not None:
@@ -90,7 +93,7 @@ def _skipped_note(scan: Scan) -> str:
     if not scan.skipped:
         return " (it holds no files)"
     path, reason = scan.skipped[0]
-    more = f" and {len(scan.skipped) - 1} more files left out" if len(scan.skipped) > 1 else ""
+    more = f"; {len(scan.skipped) - 1} more files left out" if len(scan.skipped) > 1 else ""
     return f" ({path.name} {reason}{more})"
 
 
