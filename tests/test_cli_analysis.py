@@ -62,6 +62,7 @@ def test_dose_box_json_matches_the_function(rt_case, capsys):
     assert result["box_lps_mm"] == expected["box_lps_mm"] and result["box_ijk"] == expected["box_ijk"]
     assert {"dmax_gy", "threshold_gy", "voxels"} <= set(result)
     assert result["threshold_gy"] == pytest.approx(0.8 * result["dmax_gy"], abs=1e-3)
+    assert result["dose_summation_type"] == "PLAN"
 
 
 def test_dose_box_on_a_reference_with_a_shift_report(rt_case, tmp_path, capsys):
@@ -87,6 +88,7 @@ def test_dvh_json_and_table(rt_case, capsys):
     assert rows[0]["mean_gy"] == pytest.approx(14.29, abs=0.05)
     code, out, _ = run(capsys, "dvh", rt_case / "rtdose.dcm", rt_case / "rtss.dcm", "--structures", "scar")
     assert code == 0 and out.splitlines()[0].split()[:3] == ["name", "volume_cc", "min_gy"] and "Scar" in out
+    assert out.splitlines()[-1] == "dose summation type: PLAN"
 
 
 def test_evaluate_json_and_empty_masks(tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_rt_objects_are_not_image_series(tmp_path, rt_case):
         (tmp_path / name).write_bytes((rt_case / name).read_bytes())
     with pytest.raises(InputError, match="no DICOM image series"):
         read_image(tmp_path)
-    with pytest.raises(InputError, match="is a DICOM RTDOSE file, expected an image"):
+    with pytest.raises(InputError, match="rtdose.dcm: is a DICOM RTDOSE file, not an image"):
         read_image(tmp_path / "rtdose.dcm")
 
 

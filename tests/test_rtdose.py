@@ -133,3 +133,34 @@ def test_bad_frame_offsets(tmp_path, rt_case):
     short = write_dose(tmp_path, rt_case / "rtdose.dcm", pixels, "short.dcm", GridFrameOffsetVector=[0.0, 3.0])
     with pytest.raises(InputError, match="2 values for 3 frames"):
         read_rtdose(short)
+
+
+def test_pydicom_rtdose_variants_read_alike(tmp_path):
+    """pydicom's RTDOSE files (implicit VR, big endian, RLE; 15 frames or one frame without
+    NumberOfFrames) are RELATIVE; read as Gy they give one dose, scaled by DoseGridScaling."""
+    from dicom_helpers import TEST_FILES
+
+    doses = {}
+    for name in ("rtdose.dcm", "rtdose_expb.dcm", "rtdose_rle.dcm", "rtdose_1frame.dcm", "rtdose_expb_1frame.dcm",
+                 "rtdose_rle_1frame.dcm"):
+        with pytest.raises(InputError, match=f"{name}: DoseUnits 'RELATIVE' cannot be converted to Gy"):
+            read_rtdose(TEST_FILES / name)
+        ds = pydicom.dcmread(TEST_FILES / name)
+        ds.DoseUnits = "GY"
+        ds.save_as(tmp_path / name)
+        doses[name] = read_rtdose(tmp_path / name)
+        raw = pydicom.dcmread(TEST_FILES / name).pixel_array
+        np.testing.assert_allclose(doses[name].array, (raw * float(ds.DoseGridScaling)).reshape(doses[name].array.shape),
+                                   rtol=1e-6)
+        assert doses[name].metadata["dose_summation_type"] == str(ds.DoseSummationType)
+    for name, dose in doses.items():
+        frames = 1 if "1frame" in name else 15
+        np.testing.assert_array_equal(dose.array, doses["rtdose.dcm"].array[:frames])
+        assert dose.origin == doses["rtdose.dcm"].origin
+        assert dose.spacing[:2] == doses["rtdose.dcm"].spacing[:2]
+    assert doses["rtdose.dcm"].spacing[2] == pytest.approx(5.0)
+    ds = pydicom.dcmread(TEST_FILES / "badVR.dcm")
+    ds.DoseUnits = "GY"
+    ds.save_as(tmp_path / "badVR.dcm")
+    with pytest.raises(InputError, match="badVR.dcm: NumberOfFrames '1A' is not a whole number"):
+        read_rtdose(tmp_path / "badVR.dcm")

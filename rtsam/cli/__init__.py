@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from .. import __version__
@@ -36,8 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Warnings of rtsam.io (e.g. DICOM files left out of a series) as one line each on the current stderr."""
+
+    def __init__(self, command: str):
+        super().__init__()
+        self.setFormatter(logging.Formatter(f"rtsam {command}: warning: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _show_warnings(command: str) -> None:
+    logger = logging.getLogger("rtsam.io")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_StderrHandler(command))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_warnings(args.command)
     try:
         return int(args.func(args) or 0)
     except RTSAMError as error:

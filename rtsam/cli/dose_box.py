@@ -41,6 +41,7 @@ def run(args) -> int:
                    component="nearest" if args.near else "all", near_lps=args.near, reference=reference,
                    clip=not args.no_clip)
     result = dose_box(dose, **options).to_dict()
+    result["dose_summation_type"] = dose.metadata.get("dose_summation_type")  # PLAN, BEAM, FRACTION, ...
     if args.shift_report:
         result["shift_report"] = shift_sensitivity(dose, **options)
     if args.json:
@@ -48,6 +49,7 @@ def run(args) -> int:
         return 0
     for key in ("box_lps_mm", "box_ijk", "box_ijk_grid", "dmax_gy", "threshold_gy", "voxels", "components"):
         print(f"{key:13s} {result[key]}")
+    print(f"dose summation type: {result['dose_summation_type'] or 'not given'}")
     if args.shift_report:
         print("\nbox IoU under dose shifts:")
         print_table(result["shift_report"], ["axis", "shift_mm", "iou"])

@@ -34,4 +34,5 @@ def run(args) -> int:
         print_json(rows)
     else:
         print_table(rows, COLUMNS)
+        print(f"\ndose summation type: {dose.metadata.get('dose_summation_type') or 'not given'}")
     return 0

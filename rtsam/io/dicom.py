@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,9 @@ def read_dataset(path: str | Path, expected_modality: str | tuple[str, ...] | No
 
     path = check_file(path)
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=header_only)
+        with warnings.catch_warnings():  # pydicom's notes on odd encodings (the file is read anyway)
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path, stop_before_pixels=header_only)
     except InvalidDicomError:
         raise InputError("not a DICOM file (no DICM preamble)", path) from None
     except Exception as error:  # pydicom raises many types on truncated or corrupt files
@@ -57,17 +60,37 @@ def require(dataset, keyword: str, path: str | Path):
     return value
 
 
+def floats(dataset, keyword: str, path: str | Path, count: int | None = None, default=None) -> np.ndarray:
+    """A numeric attribute as float array (``count`` values when given); InputError when absent or not numbers."""
+    value = dataset.get(keyword) if default is None else (dataset.get(keyword) or default)
+    if value is None or value == "":
+        raise InputError(f"required DICOM attribute {keyword} is missing", path)
+    try:
+        values = np.array(_float_list(value))
+    except (TypeError, ValueError):
+        raise InputError(f"{keyword} {value!r} is not a number or list of numbers", path) from None
+    if (count is not None and values.size != count) or not np.all(np.isfinite(values)):
+        need = f"{count} finite numbers" if count and count > 1 else ("a finite number" if count else "finite numbers")
+        raise InputError(f"{keyword} must hold {need}, got {value}", path)
+    return values
+
+
 def pixel_array(dataset, path: str | Path) -> np.ndarray:
     """The decoded pixel data; InputError when it is missing, truncated or compressed without a decoder."""
     try:
-        return dataset.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dataset.pixel_array
     except Exception as error:
         raise InputError(f"cannot decode pixel data ({_first_line(error)})", path) from None
 
 
 def orientation(dataset, path: str | Path) -> np.ndarray:
     """3x3 direction matrix (row, column, normal as columns) from ImageOrientationPatient."""
-    values = np.asarray(require(dataset, "ImageOrientationPatient", path), dtype=float)
+    try:
+        values = np.array(_float_list(require(dataset, "ImageOrientationPatient", path)))
+    except (TypeError, ValueError):
+        values = np.full(1, np.nan)
     if values.shape != (6,) or not np.all(np.isfinite(values)):
         raise InputError(f"ImageOrientationPatient must hold 6 numbers, got {values.tolist()}", path)
     row, col = values[:3], values[3:]
@@ -76,6 +99,13 @@ def orientation(dataset, path: str | Path) -> np.ndarray:
         raise InputError(f"ImageOrientationPatient {values.tolist()} is not two orthogonal vectors", path)
     row, col = row / norms[0], col / norms[1]
     return np.column_stack([row, col, np.cross(row, col)])
+
+
+def _float_list(value) -> list[float]:
+    """float() of each item (much faster than numpy on pydicom's multi-values)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [float(value)]
+    return [float(v) for v in value]
 
 
 def _first_line(error: Exception) -> str:

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import NON_IMAGE_MODALITIES, is_dicom_file, read_dataset
+from .dicom import is_dicom_file
+from .dicom_scan import classify
 from .files import write_atomically
 from .series import read_series
 
@@ -29,11 +30,12 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Volume:
     if path.is_dir():
         return read_series(path, series_uid)
     if is_dicom_file(path):
-        header = read_dataset(path, header_only=True)
-        modality = str(header.get("Modality", "")).upper()
-        if modality in NON_IMAGE_MODALITIES:
-            raise InputError(f"is a DICOM {modality} file, expected an image (CT/MR series or image file)", path)
-        return read_series(path.parent, series_uid or str(header.get("SeriesInstanceUID", "")) or None)
+        header, reason = classify(path)
+        if header is None:
+            raise InputError(reason, path)
+        return read_series(path.parent, series_uid or str(header.get("SeriesInstanceUID", "")), chosen_file=path)
+    if _suffix(path) == ".dcm":
+        raise InputError("is not a DICOM file (no DICM preamble)", path)
     if _suffix(path) not in READ_SUFFIXES:
         raise InputError(f"unsupported image format {_suffix(path) or '(no extension)'}; use NIfTI, NRRD, MHA or DICOM", path)
     return _read_itk(path)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import orientation, pixel_array, read_dataset, require
+from .dicom import floats, orientation, pixel_array, read_dataset
 
 UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
 
@@ -20,16 +20,16 @@ def read_rtdose(path: str | Path) -> Volume:
     units = str(ds.get("DoseUnits", "GY")).upper()
     if units not in UNIT_TO_GY:
         raise InputError(f"DoseUnits {units!r} cannot be converted to Gy", path)
-    scaling = float(ds.get("DoseGridScaling", 1.0) or 1.0)
+    scaling = float(floats(ds, "DoseGridScaling", path, 1, default=1.0)[0])
     dose = _frames(ds, path).astype(np.float64) * scaling * UNIT_TO_GY[units]
     _check_values(dose, path)
 
     direction = orientation(ds, path)
-    ipp = np.asarray(require(ds, "ImagePositionPatient", path), dtype=float)
+    ipp = floats(ds, "ImagePositionPatient", path, 3)
     offsets = _frame_offsets(ds, dose.shape[0], ipp, direction[:, 2], path)
     order = np.argsort(offsets, kind="stable")
     dose, offsets = dose[order], offsets[order]
-    row_spacing, col_spacing = (float(v) for v in require(ds, "PixelSpacing", path))
+    row_spacing, col_spacing = floats(ds, "PixelSpacing", path, 2)
     return Volume(
         array=dose.astype(np.float32),
         spacing=(col_spacing, row_spacing, _slice_spacing(ds, offsets, path)),
@@ -49,13 +49,21 @@ def read_rtdose(path: str | Path) -> Volume:
 
 
 def _frames(ds, path: Path) -> np.ndarray:
+    frames = _frame_count(ds, path)
     pixels = pixel_array(ds, path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if pixels.ndim == 2 and frames == 1:
         pixels = pixels[np.newaxis]
     if pixels.ndim != 3 or pixels.shape[0] != frames:
         raise InputError(f"pixel data of shape {pixels.shape} does not match NumberOfFrames {frames}", path)
     return pixels
+
+
+def _frame_count(ds, path: Path) -> int:
+    value = ds.get("NumberOfFrames", 1) or 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"NumberOfFrames {value!r} is not a whole number", path) from None
 
 
 def _check_values(dose: np.ndarray, path: Path) -> None:
@@ -73,7 +81,9 @@ def _frame_offsets(ds, frames: int, ipp: np.ndarray, normal: np.ndarray, path: P
     """
     if frames == 1 and ds.get("GridFrameOffsetVector") is None:
         return np.zeros(1)
-    offsets = np.asarray(require(ds, "GridFrameOffsetVector", path), dtype=float).ravel()
+    offsets = floats(ds, "GridFrameOffsetVector", path)
+    if frames == 1 and "NumberOfFrames" not in ds:
+        offsets = offsets[:1]  # a single-frame dose may keep the offsets of the grid it came from
     if offsets.size != frames:
         raise InputError(f"GridFrameOffsetVector has {offsets.size} values for {frames} frames", path)
     if offsets[0] == 0:
@@ -90,7 +100,7 @@ def _frame_offsets(ds, frames: int, ipp: np.ndarray, normal: np.ndarray, path: P
 
 def _slice_spacing(ds, offsets: np.ndarray, path: Path) -> float:
     if offsets.size == 1:
-        return float(ds.get("SliceThickness") or 1.0)
+        return float(floats(ds, "SliceThickness", path, 1, default=1.0)[0])
     steps = np.diff(offsets)
     if steps.min() <= 0 or steps.max() - steps.min() > 1e-3 * max(1.0, steps.mean()):
         raise InputError(f"dose frames are not evenly spaced (steps {steps.min():g} to {steps.max():g} mm)", path)

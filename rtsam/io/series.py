@@ -1,7 +1,9 @@
-"""DICOM CT/MR series from a folder: GDCM finds the series, slices are sorted by position."""
+"""DICOM CT/MR series from a folder: pydicom finds the slices (odd files left out with a warning),
+they are grouped by SeriesInstanceUID and stack, and one stack is read as a Volume."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,116 +11,129 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
+from .dicom import floats
+from .dicom_scan import ENHANCED_CLASSES, Scan, Slice, frame_count, scan_folder
+from .stack import read_enhanced, read_stack
 
 
 @dataclass
 class SeriesInfo:
-    uid: str
-    files: list[str]
+    uid: str  # SeriesInstanceUID, with "#n" when the series mixes stacks (n = 1 for the largest)
+    slices: list[Slice]
     modality: str
     description: str
 
+    @property
+    def enhanced(self) -> bool:
+        return str(self.slices[0].header.get("SOPClassUID", "")) in ENHANCED_CLASSES
+
     def summary(self) -> str:
-        return f"{self.uid} ({self.modality}, {self.description or 'no description'}, {len(self.files)} slices)"
+        count = f"{frame_count(self.slices[0].header)} frames" if self.enhanced else f"{len(self.slices)} slices"
+        return f"{self.uid} ({self.modality}, {self.description or 'no description'}, {count})"
 
 
-def list_series(folder: str | Path) -> list[SeriesInfo]:
-    """The image series of a folder (RT objects and other non-image DICOM left out)."""
-    import SimpleITK as sitk
-
-    folder = str(folder)
+def list_series(folder: str | Path, scan: Scan | None = None, prefer: Path | None = None) -> list[SeriesInfo]:
+    """The image series of a folder (RT objects, reports, colour and unplaced images left out);
+    of two copies of one instance, ``prefer`` (else the first by name) is kept."""
+    scan = scan or scan_folder(Path(folder))
+    by_uid = defaultdict(list)
+    for item in _unique_instances(scan, prefer):
+        by_uid[str(item.header.get("SeriesInstanceUID", ""))].append(item)
     found = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
-        header = read_dataset(files[0], header_only=True)
-        modality = str(header.get("Modality", "")).upper()
-        if modality in NON_IMAGE_MODALITIES or "Rows" not in header:
-            continue
-        found.append(SeriesInfo(uid, files, modality, str(header.get("SeriesDescription", ""))))
+    for uid, items in by_uid.items():
+        stacks = _stacks(items)
+        for n, stack in enumerate(stacks, 1):
+            header = stack[0].header
+            found.append(SeriesInfo(f"{uid}#{n}" if len(stacks) > 1 else uid, stack,
+                                    str(header.get("Modality", "")).upper(), str(header.get("SeriesDescription", ""))))
     return found
 
 
-def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
-    """Read one CT/MR series of a folder; several series need ``series_uid``."""
+def read_series(folder: str | Path, series_uid: str | None = None, chosen_file: str | Path | None = None) -> Volume:
+    """Read one series of a folder; several series need ``series_uid`` (or the ``chosen_file`` of one)."""
     folder = Path(folder)
-    series = list_series(folder)
-    if not series:
-        raise InputError("no DICOM image series found in this folder", folder)
-    if series_uid is not None:
-        chosen = [s for s in series if s.uid == series_uid]
-        if not chosen:
-            raise InputError(f"series {series_uid} not found; available: " + "; ".join(s.summary() for s in series), folder)
-        info = chosen[0]
-    elif len(series) > 1:
-        raise InputError(
-            f"{len(series)} image series found, choose one by series UID: " + "; ".join(s.summary() for s in series), folder
-        )
+    chosen_file = Path(chosen_file).resolve() if chosen_file else None
+    scan = scan_folder(folder)
+    series = list_series(folder, scan, chosen_file)
+    info = _choose(series, series_uid, chosen_file, folder, scan)
+    scan.warn_skipped()
+    if info.enhanced:
+        volume = read_enhanced(info.slices[0])
     else:
-        info = series[0]
-    return _read_sorted(folder, info)
+        volume = read_stack(info.slices, info.uid, folder, _unreadable_note(scan))
+    volume.frame_of_reference_uid = str(info.slices[0].header.get("FrameOfReferenceUID", "")) or None
+    volume.metadata.update(path=str(folder), modality=info.modality, series_uid=info.uid,
+                           series_description=info.description, skipped_files=[str(p) for p, _ in scan.skipped])
+    return volume
 
 
-def _read_sorted(folder: Path, info: SeriesInfo) -> Volume:
-    import SimpleITK as sitk
-
-    headers = [read_dataset(f, header_only=True) for f in info.files]
-    direction = orientation(headers[0], info.files[0])
-    positions = np.array([_position(h, f) for h, f in zip(headers, info.files)])
-    along = positions @ direction[:, 2]
-    order = np.argsort(along, kind="stable")
-    _check_spacing(np.diff(along[order]), folder, info)
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([info.files[i] for i in order])
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise InputError(f"cannot read DICOM series {info.uid}: {str(error).strip().splitlines()[-1]}", folder) from None
-    first = headers[order[0]]
-    return Volume.from_sitk(
-        image,
-        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")) or None,
-        metadata={
-            "path": str(folder),
-            "modality": info.modality,
-            "series_uid": info.uid,
-            "series_description": info.description,
-            "files": [info.files[i] for i in order],  # slice files in k order
-        },
-    )
+def _choose(series: list[SeriesInfo], uid: str | None, chosen_file: Path | None, folder: Path, scan: Scan):
+    if not series:
+        subfolders = any(p.is_dir() for p in folder.iterdir())
+        raise InputError("no DICOM image series found in this folder" + _skipped_note(scan)
+                         + ("; sub-folders are not searched: give the folder of the series" if subfolders else ""),
+                         folder)
+    if uid is not None:
+        matching = [s for s in series if s.uid == uid or s.uid.split("#")[0] == uid]
+        if chosen_file is not None:
+            matching = [s for s in matching if chosen_file in {p.path.resolve() for p in s.slices}] or matching
+        if not matching:
+            raise InputError(f"series {uid} not found; available: " + _listing(series), folder)
+        series = matching
+    if len(series) > 1:
+        raise InputError(f"{len(series)} image series found, choose one by series UID: " + _listing(series), folder)
+    return series[0]
 
 
-def _position(header, path: str) -> np.ndarray:
-    value = header.get("ImagePositionPatient")
-    if value is None or len(value) != 3:
-        raise InputError("slice without ImagePositionPatient", path)
-    return np.asarray(value, dtype=float)
+def _listing(series: list[SeriesInfo]) -> str:
+    return "; ".join(s.summary() for s in series)
 
 
-def _check_spacing(steps: np.ndarray, folder: Path, info: SeriesInfo) -> None:
-    if steps.size == 0:
-        return
-    if steps.min() < 1e-3:
-        raise InputError("two slices of the series share one position (duplicate slices?)", folder)
-    if steps.max() - steps.min() > max(1e-2, 0.01 * steps.mean()):
-        dropped = _dropped_files(folder, info)
-        if dropped:
-            more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
-            raise InputError(f"cannot read this slice of series {info.uid} (truncated or corrupt file?){more}", dropped[0])
-        raise InputError(
-            f"slices are not evenly spaced (gaps {steps.min():.3g} to {steps.max():.3g} mm): missing slices?", folder
-        )
+def _skipped_note(scan: Scan) -> str:
+    if not scan.skipped:
+        return " (it holds no files)"
+    path, reason = scan.skipped[0]
+    more = f"; {len(scan.skipped) - 1} more files left out" if len(scan.skipped) > 1 else ""
+    return f" ({path.name} {reason}{more})"
 
 
-def _dropped_files(folder: Path, info: SeriesInfo) -> list[Path]:
-    """DICOM files of the series (or without a series UID: cut short) that GDCM left out, as it
-    skips files it cannot parse."""
-    listed = {Path(f).resolve() for f in info.files}
-    dropped = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.resolve() not in listed):
-        if not is_dicom_file(path):
+def _unreadable_note(scan: Scan) -> str:
+    unreadable = [p for p, reason in scan.skipped if reason.startswith("cannot read")]
+    return f" ({len(unreadable)} unreadable files left out, e.g. {unreadable[0].name})" if unreadable else ""
+
+
+def _unique_instances(scan: Scan, prefer: Path | None) -> list[Slice]:
+    """One file per SOPInstanceUID (copies of an instance, e.g. in two transfer syntaxes, are left out)."""
+    seen: dict[str, Path] = {}
+    unique = []
+    for item in sorted(scan.slices, key=lambda s: s.path.resolve() != prefer):
+        sop = str(item.header.get("SOPInstanceUID", ""))
+        if sop and sop in seen:
+            scan.skipped.append((item.path, f"same SOPInstanceUID as {seen[sop].name} (a copy)"))
             continue
-        if str(read_dataset(path, header_only=True).get("SeriesInstanceUID", "")) in ("", info.uid):
-            dropped.append(path)
-    return dropped
+        seen[sop] = item.path
+        unique.append(item)
+    return unique
+
+
+def _stacks(items: list[Slice]) -> list[list[Slice]]:
+    """Split a series by orientation, pixel spacing and matrix size (within 1e-3); largest stack first.
+    Each enhanced multi-frame file is a stack of its own."""
+    groups: list[tuple[np.ndarray | None, list[Slice]]] = []
+    for item in items:
+        key = _stack_key(item)
+        same = (g for k, g in groups if key is not None and k is not None and np.allclose(k, key, atol=1e-3))
+        group = next(same, None)
+        if group is None:
+            groups.append((key, [item]))
+        else:
+            group.append(item)
+    return sorted((g for _, g in groups), key=len, reverse=True)
+
+
+def _stack_key(item: Slice) -> np.ndarray | None:
+    header = item.header
+    if str(header.get("SOPClassUID", "")) in ENHANCED_CLASSES:
+        return None
+    return np.concatenate([floats(header, "ImageOrientationPatient", item.path, 6),
+                           floats(header, "PixelSpacing", item.path, 2), [int(header.Rows), int(header.Columns)]])

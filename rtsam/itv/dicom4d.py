@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.dicom import NON_IMAGE_MODALITIES, is_dicom_file, orientation, read_dataset
+from ..io.dicom_scan import Slice, scan_folder
 from ..io.pydicom_compat import save_dicom
+from ..io.stack import read_stack
 from ..volume import Volume
 
 # Per-slice tags that tell phases apart, most specific first.
@@ -32,30 +33,20 @@ def read_dicom_phases(folder: str | Path) -> tuple[list[Volume], list[float]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("DICOM folder not found", folder)
-    headers = _image_headers(folder)
+    scan = scan_folder(folder, recursive=True)
+    if not scan.slices:
+        raise InputError("no DICOM image slices found in this folder", folder)
+    scan.warn_skipped()
     series = defaultdict(list)
-    for path, header in headers:
-        series[str(header.get("SeriesInstanceUID", ""))].append((path, header))
+    for item in scan.slices:
+        series[str(item.header.get("SeriesInstanceUID", ""))].append((item.path, item.header))
     groups = _split(list(series.values()), folder)
     values = [value for value, _ in groups]
     if len(set(values)) != len(values):
         dup = sorted({v for v in values if values.count(v) > 1})
         raise InputError(f"duplicate phase values {dup} in the DICOM folder", folder)
     groups.sort(key=lambda g: g[0])
-    return [_read_group(files, folder) for _, files in groups], [v for v, _ in groups]
-
-
-def _image_headers(folder: Path) -> list[tuple[Path, object]]:
-    found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if not is_dicom_file(path):
-            continue
-        header = read_dataset(path, header_only=True)
-        if str(header.get("Modality", "")).upper() not in NON_IMAGE_MODALITIES and "Rows" in header:
-            found.append((path, header))
-    if not found:
-        raise InputError("no DICOM image slices found in this folder", folder)
-    return found
+    return [_read_group(files, value, folder) for value, files in groups], [v for v, _ in groups]
 
 
 def _split(series: list[list], folder: Path) -> list[tuple[float, list]]:
@@ -89,26 +80,12 @@ def _series_value(files: list, folder: Path) -> float:
                      "no phase tag and no series number", folder)
 
 
-def _read_group(files: list, folder: Path) -> Volume:
-    import SimpleITK as sitk
-
-    direction = orientation(files[0][1], files[0][0])
-    along = np.array([np.asarray(h.ImagePositionPatient, float) @ direction[:, 2] for _, h in files])
-    order = np.argsort(along, kind="stable")
-    steps = np.diff(along[order])
-    if steps.size and steps.min() < 1e-3:
-        raise InputError("two slices of one phase share a position; phases cannot be told apart", folder)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([str(files[i][0]) for i in order])
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise InputError(f"cannot read DICOM slices: {str(error).strip().splitlines()[-1]}", folder) from None
-    first = files[order[0]][1]
-    metadata = {"path": str(folder), "modality": str(first.get("Modality", "")) or None,
-                "files": [str(files[i][0]) for i in order]}  # slice files in k order (DICOM export references them)
-    return Volume.from_sitk(image, frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")) or None,
-                            metadata=metadata)
+def _read_group(files: list, value: float, folder: Path) -> Volume:
+    volume = read_stack([Slice(path, header) for path, header in files], f"phase {value:g}", folder)
+    header = files[0][1]
+    volume.frame_of_reference_uid = str(header.get("FrameOfReferenceUID", "")) or None
+    volume.metadata.update(path=str(folder), modality=str(header.get("Modality", "")) or None)
+    return volume
 
 
 def write_dicom_phases(volumes: list[Volume], folder: str | Path, values: list[float], one_series: bool = False,
