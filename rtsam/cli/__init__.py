@@ -22,6 +22,7 @@ COMMANDS = [
     "bench",
     "segment",
     "benchmark",
+    "examples",
 ]
 
 
