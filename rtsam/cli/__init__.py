@@ -23,6 +23,7 @@ COMMANDS = [
     "segment",
     "benchmark",
     "examples",
+    "demo",
 ]
 
 
