@@ -25,5 +25,5 @@ def run(args) -> int:
     with bar:
         summary = run_demo(args.out, args.engine, args.device, callback)
     print_table(table_rows(summary), ["part", "case", "step", "dice", "note"])
-    print(f"{summary['timings_s']['total_s']:.0f} s; masks, overlays, summary.json and summary.md in {args.out}")
+    print(f"{summary['timings_s']['total_s']:.0f} s ({summary['timings_s']['cpu_s']:.0f} s CPU); masks, overlays, summary.json and summary.md in {args.out}")
     return 0
