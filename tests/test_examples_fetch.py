@@ -85,7 +85,8 @@ def test_a_changed_file_is_fetched_again(index, tmp_path):
     fetch_examples(tmp_path, index=index)
     (tmp_path / "dicompyler_breast_rt" / "rtss.dcm").write_bytes(b"damaged")
     assert fetch_examples(tmp_path, index=index) == [tmp_path / "dicompyler_breast_rt" / "rtss.dcm"]
-    assert sha256(tmp_path / "dicompyler_breast_rt" / "rtss.dcm") == manifest()["files"]["dicompyler_breast_rt/rtss.dcm"]["sha256"]
+    expected = manifest()["files"]["dicompyler_breast_rt/rtss.dcm"]["sha256"]
+    assert sha256(tmp_path / "dicompyler_breast_rt" / "rtss.dcm") == expected
 
 
 def test_no_network_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -25,5 +25,7 @@ def run(args) -> int:
     with bar:
         summary = run_demo(args.out, args.engine, args.device, callback)
     print_table(table_rows(summary), ["part", "case", "step", "dice", "note"])
-    print(f"{summary['timings_s']['total_s']:.0f} s ({summary['timings_s']['cpu_s']:.0f} s CPU); masks, overlays, summary.json and summary.md in {args.out}")
+    timings = summary["timings_s"]
+    print(f"{timings['total_s']:.0f} s ({timings['cpu_s']:.0f} s CPU); masks, overlays, summary.json and summary.md "
+          f"in {args.out}")
     return 0

@@ -94,14 +94,17 @@ def write_summary(summary: dict, out: Path) -> None:
 
 def summary_markdown(summary: dict) -> str:
     breast = summary["a_breast_rt"]
+    timings = summary["timings_s"]
     lines = [f"# rtsam demo ({summary['engine']}, {summary['weights']}, {summary['device']}, "
-             f"{summary['timings_s']['total_s']:.0f} s, {summary['timings_s']['cpu_s']:.0f} s CPU)", "", "| part | case | step | Dice | note |", "|---|---|---|---|---|"]
+             f"{timings['total_s']:.0f} s, {timings['cpu_s']:.0f} s CPU)", "",
+             "| part | case | step | Dice | note |", "|---|---|---|---|---|"]
     for row in table_rows(summary):
         dice = "" if row["dice"] is None else f"{row['dice']:.3f}"
         lines.append(f"| {row['part']} | {row['case']} | {row['step']} | {dice} | {row['note']} |")
     lines += ["", f"## (a) DVH against the planning system (dose box {breast['dose_box']['box_lps_mm']} mm LPS, "
               f"Dmax {breast['dose_box']['dmax_gy']:.2f} Gy)", "",
-              "| structure | cc | TPS cc | mean Gy | TPS mean Gy | diff % | D95 Gy | TPS D95 Gy |", "|---|---|---|---|---|---|---|---|"]
+              "| structure | cc | TPS cc | mean Gy | TPS mean Gy | diff % | D95 Gy | TPS D95 Gy |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in breast["dvh"]:
         lines.append(f"| {r['structure']} | {r['volume_cc']} | {r['tps_volume_cc']} | {r['mean_gy']} | "
                      f"{r['tps_mean_gy']} | {r['mean_diff_percent']:+.2f} | {r['d95_gy']} | {r['tps_d95_gy']} |")

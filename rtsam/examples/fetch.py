@@ -207,6 +207,6 @@ def _download(url: str, filename: str) -> bytes:
         except (OSError, http.client.HTTPException) as error:
             raise FetchError(f"download of {filename} broke off ({error}): {OFFLINE_HINT}", url) from None
     if total is not None and buffer.tell() != total:
-        raise FetchError(f"download of {filename} is incomplete ({buffer.tell()} of {total} bytes); run the fetch again",
-                         url)
+        raise FetchError(f"download of {filename} is incomplete ({buffer.tell()} of {total} bytes); "
+                         "run the fetch again", url)
     return buffer.getvalue()
