@@ -95,3 +95,11 @@ def test_summary_markdown_and_printed_table(demo):
         assert f"{step['dice']:.3f}" in markdown and f"{step['dice']:.3f}" in printed
     assert f"{summary['c_lung_4dct_itv']['itv_dice']:.3f}" in printed
     assert markdown.count("| Tumor Bed |") == 1 and "ITV" in printed
+
+
+def test_demo_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["demo", "--out", str(tmp_path / "a_file" / "demo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rtsam demo: error:") and "cannot create the output folder" in err
+    assert len(err.splitlines()) == 1

@@ -178,3 +178,4 @@ def test_real_fetch_from_the_package_index(tmp_path, monkeypatch, capsys):
         assert sha256(cache / name) == entry["sha256"]
     assert main(["examples", "fetch"]) == 0
     assert capsys.readouterr().out.strip() == f"12 example files checked (sha256) in {cache}: all already there"
+

@@ -20,10 +20,15 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..demo import run_demo, table_rows
+    from ..errors import InputError
 
     bar, callback = progress_bar(desc="demo")
-    with bar:
-        summary = run_demo(args.out, args.engine, args.device, callback)
+    try:
+        with bar:
+            summary = run_demo(args.out, args.engine, args.device, callback)
+    except OSError as error:  # a full disk or a folder that turned unwritable while writing the outputs
+        raise InputError(f"cannot write the demo outputs ({error.strerror or error})",
+                         error.filename or args.out) from None
     print_table(table_rows(summary), ["part", "case", "step", "dice", "note"])
     timings = summary["timings_s"]
     print(f"{timings['total_s']:.0f} s ({timings['cpu_s']:.0f} s CPU); masks, overlays, summary.json and summary.md "
