@@ -9,7 +9,7 @@ In one process, median times of:
 - optionally the embedding under bf16/fp16 autocast, with its error against float32.
 Peak RSS is read after one embedding and again while a session's worth of embeddings
 (``CACHE_CROPS`` crops) is held. The input is a crop of the real head CT from the example data
-(a seeded random volume when it is missing).
+(of the lung2 CT where the head CT is missing; a seeded random volume when neither is there).
 """
 
 from __future__ import annotations
@@ -33,18 +33,21 @@ MIN_DECODE_REPEATS = 5
 
 
 def bench_input(size: int) -> tuple[np.ndarray, str]:
-    """A normalised ``size^3`` crop of the real head CT, or random data without the example data."""
-    from .data import example
+    """A normalised ``size^3`` crop of the real head CT; where it is missing (it cannot be fetched), of the
+    lung2 CT (fetched when needed); random data when neither can be had."""
+    from .data import example, find_example
     from .engines.sam3d.preprocess import crop_geometry, extract_crop, normalise
     from .io.images import read_image
 
+    head = find_example("invesalius_head_ct/head_ct.nrrd")
+    name = "head_ct" if head is not None else "lung2"
     try:
-        image = read_image(example("invesalius_head_ct/head_ct.nrrd"))
+        image = read_image(head or example("pyradiomics/lung2_image.nrrd"))
     except InputError:
         return np.random.default_rng(0).standard_normal((size,) * 3).astype(np.float32), "random"
     lo, hi = image.bounds_lps()
     geometry = crop_geometry(image, (lo + hi) / 2, size, Sam3DConfig().spacing_mm)
-    return normalise(extract_crop(image, geometry)), "head_ct"
+    return normalise(extract_crop(image, geometry)), name
 
 
 def median_ms(fn: Callable[[], object], repeats: int, device: str, warmup: bool) -> float:

@@ -11,7 +11,8 @@ from rtsam.data import data_dir  # noqa: E402
 
 @pytest.fixture(scope="session")
 def data():
-    """The real example data folder (shared/data)."""
+    """The real example data folder: RTSAM_DATA_DIR, shared/data beside the checkout, else the user cache
+    (fetched there once from the package index when missing)."""
     return data_dir()
 
 

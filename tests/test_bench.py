@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from rtsam import data
+from rtsam.bench import bench_input
 from rtsam.cli import main
 
 KEYS = {"embed_ms", "embed_reference_ms", "plain_vit_ms", "decode_ms", "swinunetr_forward_ms",
@@ -15,7 +17,7 @@ def test_bench_cli_reports_timings_memory_and_autocast_error(capsys):
     assert main(["bench", "--json", "--config", "tiny", "--repeats", "1", "--autocast", "bf16"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert KEYS <= set(report)
-    assert report["device"] == "cpu" and report["input"] == "head_ct 64^3"
+    assert report["device"] == "cpu" and report["input"] in ("head_ct 64^3", "lung2 64^3")
     for key in KEYS:
         assert report[key] > 0
     assert report["decode_over_swinunetr"] == pytest.approx(report["decode_ms"] / report["swinunetr_forward_ms"], rel=0.01)
@@ -29,3 +31,14 @@ def test_bench_cli_reports_timings_memory_and_autocast_error(capsys):
 def test_bench_rejects_bad_arguments(capsys):
     assert main(["bench", "--config", "tiny", "--repeats", "0"]) == 2
     assert "repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_input_is_a_lung2_crop_where_the_head_ct_is_missing(monkeypatch, tmp_path):
+    """The head CT comes from a Debian package and cannot be fetched: bench uses the lung2 CT then."""
+    (tmp_path / "pyradiomics").mkdir()
+    (tmp_path / "pyradiomics" / "lung2_image.nrrd").symlink_to(data.example("pyradiomics/lung2_image.nrrd"))
+    monkeypatch.setattr(data, "search_dirs", lambda: [tmp_path])
+    assert data.find_example("invesalius_head_ct/head_ct.nrrd") is None
+    array, name = bench_input(32)
+    assert name == "lung2" and array.shape == (32, 32, 32)
+    assert array.std() > 0.1  # real tissue contrast, not a constant

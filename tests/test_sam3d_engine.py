@@ -1,4 +1,4 @@
-"""The sam3d engine on a crop of the real head CT (tiny config, random weights: geometry and behaviour)."""
+"""The sam3d engine on a crop of the real lung2 CT (tiny config, random weights: geometry and behaviour)."""
 
 import numpy as np
 import pytest
@@ -11,12 +11,12 @@ from rtsam.volume import Volume
 
 
 @pytest.fixture(scope="module")
-def head(data):
-    """A 60 x 140 x 140 voxel crop of the head CT, keeping its real geometry."""
-    full = read_image(data / "invesalius_head_ct" / "head_ct.nrrd")
-    lo = np.array([60, 60, 20])  # i, j, k
-    array = full.array[lo[2]:lo[2] + 60, lo[1]:lo[1] + 140, lo[0]:lo[0] + 140]
-    return Volume(array, full.spacing, tuple(full.ijk_to_lps(lo)), full.direction, metadata={"path": "head_ct.nrrd"})
+def ct(data):
+    """A 20 x 220 x 220 voxel crop (100 x 139 x 139 mm) of the lung2 CT, keeping its real geometry."""
+    full = read_image(data / "pyradiomics" / "lung2_image.nrrd")
+    lo = np.array([146, 146, 20])  # i, j, k
+    array = full.array[lo[2]:lo[2] + 20, lo[1]:lo[1] + 220, lo[0]:lo[0] + 220]
+    return Volume(array, full.spacing, tuple(full.ijk_to_lps(lo)), full.direction, metadata={"path": "lung2_image.nrrd"})
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def centre_of(image):
     return (lo + hi) / 2
 
 
-def test_predict_returns_a_result_on_the_image_grid(head, engine):
-    centre = centre_of(head)
+def test_predict_returns_a_result_on_the_image_grid(ct, engine):
+    centre = centre_of(ct)
     box = np.array([centre - 15, centre + 15])
     steps = []
-    result = engine.open(head).predict(Prompt(box_lps=box), progress=lambda f, m: steps.append(f))
-    assert result.probability.same_grid(head) and result.mask.same_grid(head)
+    result = engine.open(ct).predict(Prompt(box_lps=box), progress=lambda f, m: steps.append(f))
+    assert result.probability.same_grid(ct) and result.mask.same_grid(ct)
     p = result.probability.array
     assert p.dtype == np.float32 and p.min() >= 0 and p.max() <= 1
     assert np.array_equal(result.mask.array, (p > 0.5).astype(np.uint8))
@@ -44,13 +44,13 @@ def test_predict_returns_a_result_on_the_image_grid(head, engine):
     assert steps[-1] == 1.0
     crop = result.state["crop"]
     assert crop.spacing == 1.5 and np.allclose(crop.lps_to_dhw(box.mean(0)), 32)
-    outside = head.lps_to_ijk(centre + [60.0, 60.0, 0.0]).round().astype(int)  # beyond the 96 mm crop
+    outside = ct.lps_to_ijk(centre + [60.0, 60.0, 0.0]).round().astype(int)  # beyond the 96 mm crop
     assert p[outside[2], outside[1], outside[0]] == 0
 
 
-def test_second_click_only_runs_the_decoder_and_feeds_back_logits(head, engine):
-    context = engine.open(head)
-    centre = centre_of(head)
+def test_second_click_only_runs_the_decoder_and_feeds_back_logits(ct, engine):
+    context = engine.open(ct)
+    centre = centre_of(ct)
     box = np.array([centre - 15, centre + 15])
     first = context.predict(Prompt(box_lps=box))
     refine = Prompt(box_lps=box, clicks=[Click(tuple(centre + [5.0, 0.0, 0.0]), positive=False)])
@@ -62,9 +62,9 @@ def test_second_click_only_runs_the_decoder_and_feeds_back_logits(head, engine):
     assert not np.allclose(second.probability.array, without_feedback.probability.array)
 
 
-def test_click_outside_the_crop_moves_the_crop(head, engine):
-    context = engine.open(head)
-    centre = centre_of(head)
+def test_click_outside_the_crop_moves_the_crop(ct, engine):
+    context = engine.open(ct)
+    centre = centre_of(ct)
     box = np.array([centre - 10, centre + 10])
     first = context.predict(Prompt(box_lps=box))
     far = tuple(centre + [55.0, 55.0, 0.0])
@@ -77,9 +77,9 @@ def test_click_outside_the_crop_moves_the_crop(head, engine):
     assert again.state["crop_key"] == moved.state["crop_key"] and context.embeddings_computed == 2
 
 
-def test_bad_prompts_and_cancel(head, engine):
-    context = engine.open(head)
-    centre = centre_of(head)
+def test_bad_prompts_and_cancel(ct, engine):
+    context = engine.open(ct)
+    centre = centre_of(ct)
     with pytest.raises(InputError, match="needs a box or at least one click"):
         context.predict(Prompt(task="segment bone"))
     with pytest.raises(GeometryError, match="outside the image"):
@@ -90,13 +90,13 @@ def test_bad_prompts_and_cancel(head, engine):
         load_engine("sam3d-tiny", colour="red")
 
 
-def test_autocast_embedding_stays_close_to_float32(head):
+def test_autocast_embedding_stays_close_to_float32(ct):
     torch = pytest.importorskip("torch")
-    box = np.array([centre_of(head) - 15, centre_of(head) + 15])
+    box = np.array([centre_of(ct) - 15, centre_of(ct) + 15])
     results = []
     for autocast in (None, "bf16"):
         torch.manual_seed(0)
-        results.append(load_engine("sam3d-tiny", autocast=autocast).open(head).predict(Prompt(box_lps=box)))
+        results.append(load_engine("sam3d-tiny", autocast=autocast).open(ct).predict(Prompt(box_lps=box)))
     difference = np.abs(results[0].probability.array - results[1].probability.array)
     assert 0 < difference.max() < 0.05
     with pytest.raises(InputError, match="autocast must be one of bf16, fp16"):

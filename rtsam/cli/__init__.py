@@ -25,6 +25,8 @@ COMMANDS = [
     "bench",
     "segment",
     "benchmark",
+    "examples",
+    "demo",
 ]
 
 
