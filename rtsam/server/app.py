@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 from .. import __version__
 from ..engines.base import Engine, SegmentationResult
 from ..errors import CancelledError, RTSAMError
-from . import API_VERSION, DEADLINE_HEADER, wire
+from . import API_VERSION, wire
 from .admission import Scheduler, ServiceTimes
 from .auth import HEADER, AuthError, KeyChecker
 from .config import ServerConfig
