@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_ct_window, engine_options, print_json, print_table
+from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     q.add_argument("--engine", help="engine name (default litemedsam)")
     q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
     add_ct_window(q)
+    add_prompt_policy(q)
     q.add_argument("--device", default="cpu", help="torch device")
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")

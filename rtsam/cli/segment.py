@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_ct_window, engine_options, print_json, progress_bar
+from .common import add_ct_window, add_prompt_policy, engine_options, print_json, progress_bar
 
 
 def register(subparsers) -> None:
@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint",
                    help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     add_ct_window(p)
+    add_prompt_policy(p)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import print_json
+from .common import add_prompt_policy, print_json
 
 
 def register(subparsers) -> None:
@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_prompt_policy(p)
     p.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503)")
     p.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
     p.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds before an idle session closes")
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(host=args.host, port=args.port, api_keys=load_keys(args.api_key, args.api_key_file),
                           engine=args.engine, checkpoint=args.checkpoint, device=args.device,
+                          engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
                           max_sessions=max(args.max_sessions, args.load_test or 0), max_cached=args.max_cached,
                           idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                           max_concurrent=args.max_concurrent)

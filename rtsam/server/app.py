@@ -45,7 +45,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     if engine is None:
         from ..engines.registry import load_engine
 
-        engine = load_engine(config.engine, config.checkpoint, config.device)
+        engine = load_engine(config.engine, config.checkpoint, config.device, **config.engine_options)
     store = SessionStore(engine, config.max_sessions, config.idle_timeout, config.max_cached, config.max_per_key)
     app = FastAPI(title="rtsam inference server", version=__version__, lifespan=_reaper(store),
                   description="Interactive radiotherapy segmentation: upload an image once, then prompt it.")
@@ -211,5 +211,5 @@ def result_frame(result: SegmentationResult, result_id: str, probability: bool) 
         volumes["probability"] = result.probability
     meta = {"result_id": result_id, "quality": None if result.quality is None else float(result.quality),
             "engine": result.engine, "weights": result.weights,
-            "timings_ms": {k: float(v) for k, v in result.timings_ms.items()}}
+            "timings_ms": {k: float(v) for k, v in result.timings_ms.items()}, "info": result.info}
     return wire.encode_volumes(volumes, meta)

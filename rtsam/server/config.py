@@ -12,6 +12,7 @@ class ServerConfig:
     api_keys: list[str] = field(default_factory=list)
     engine: str | None = None  # registry name; None: the default engine
     checkpoint: str | None = None
+    engine_options: dict = field(default_factory=dict)  # engine keyword options (e.g. allow_untrained_prompts)
     device: str = "cpu"
     max_sessions: int = 32
     max_per_key: int | None = None  # None: max_sessions

@@ -194,7 +194,9 @@ class Trainer:
     def save_best(self) -> Path:
         from ..engines.sam3d.checkpoint import save_checkpoint
 
-        tmp = save_checkpoint(merged_model(self.model), self.out / "best.pth.tmp", **self._extra())
+        # Every step prompts with box and text (stage 0), so both branches are trained.
+        tmp = save_checkpoint(merged_model(self.model), self.out / "best.pth.tmp", trained_prompts=("box", "text"),
+                              **self._extra())
         return tmp.replace(self.out / "best.pth")
 
     def resume(self) -> None:
