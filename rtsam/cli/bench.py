@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..devices import add_device_argument
 from .common import print_json, print_table
 
 
@@ -12,7 +13,7 @@ def register(subparsers) -> None:
                     "literal padded reference), one click decode against the cached embedding, MONAI's plain "
                     "ViT-B and SwinUNETR (feature_size 48) forwards on the same input; peak memory.")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per step; the median is reported (default 3)")
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"], help="sam3d size (default vit_b)")
     parser.add_argument("--autocast", choices=["bf16", "fp16"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..devices import add_device_argument
 from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table
 
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
     add_ct_window(q)
     add_prompt_policy(q)
-    q.add_argument("--device", default="cpu", help="torch device")
+    add_device_argument(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
     q.add_argument("--margin-mm", type=float, default=5.0, help="box margin around the label (default 5 mm)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..devices import add_device_argument
 from .common import add_ct_window, add_prompt_policy, engine_options, print_json, progress_bar
 
 
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
                    help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     add_ct_window(p)
     add_prompt_policy(p)
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
@@ -45,6 +46,7 @@ def parse_click(values: list[str]):
 
 
 def run(args) -> int:
+    from ..devices import device_info
     from ..engines.registry import load_engine
     from ..errors import InputError
     from ..io import read_image, read_rtdose, write_image
@@ -70,7 +72,7 @@ def run(args) -> int:
     with bar:
         result = session.predict(progress=callback)
     path = write_image(result.mask.with_array(result.mask.array, engine=result.engine, weights=result.weights), args.out)
-    summary = {**result.summary(), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
+    summary = {**result.summary(), **device_info(engine.device), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
     if args.json:
         print_json(summary)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..devices import add_device_argument
 from .common import add_prompt_policy, print_json
 
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     key.add_argument("--api-key-file", help="file with one accepted key per line")
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(p)
     add_prompt_policy(p)
     p.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503)")
     p.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
@@ -59,6 +60,9 @@ def load_test(app, config, sessions: int, clicks: int) -> int:
     image, box = example_case()
     with background_server(app) as url:
         report = run_load_test(url, image, box, sessions, clicks, config.api_keys[0] if config.api_keys else None)
-    report.update(engine=app.state.engine.name, device=str(app.state.engine.device), image_shape=list(image.array.shape))
+    from ..devices import device_info
+
+    report.update(engine=app.state.engine.name, **device_info(app.state.engine.device),
+                  image_shape=list(image.array.shape))
     print_json(report)
     return 1 if report["failures"] else 0

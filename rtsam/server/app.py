@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from .. import __version__
+from ..devices import device_info
 from ..engines.base import Engine, SegmentationResult
 from ..errors import CancelledError, RTSAMError
 from . import API_VERSION, wire
@@ -119,7 +120,7 @@ def _add_routes(app: FastAPI) -> None:
     def info(request: Request, _: str = Depends(owner)) -> InfoOut:
         state = request.app.state
         return InfoOut(rtsam=__version__, api=API_VERSION, engine=state.engine.name,
-                       weights=state.engine.weights_label, device=str(state.engine.device),
+                       weights=state.engine.weights_label, **device_info(state.engine.device),
                        auth_required=state.keys.required, jobs=["itv"],
                        limits={**state.store.stats(), "max_upload_mb": state.config.max_upload_mb,
                                "max_image_mb": state.config.max_image_mb})

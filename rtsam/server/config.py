@@ -13,7 +13,7 @@ class ServerConfig:
     engine: str | None = None  # registry name; None: the default engine
     checkpoint: str | None = None
     engine_options: dict = field(default_factory=dict)  # engine keyword options (e.g. allow_untrained_prompts)
-    device: str = "cpu"
+    device: str = "auto"  # rtsam.devices.resolve_device: CUDA when available, else CPU
     max_sessions: int = 32
     max_per_key: int | None = None  # None: max_sessions
     max_cached: int | None = None  # sessions keeping embeddings; None: max_sessions

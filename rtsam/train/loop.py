@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import device_info
 from ..errors import InputError
 from . import distributed as dd
 from .data import build_loaders, load_data
@@ -254,7 +255,7 @@ class Trainer:
                 "cases": {"train": len(self.data.train_cases), "val": len(self.data.val_cases),
                           "skipped": len(self.data.manifest.skipped)},
                 "val_on_train": self.data.val_on_train, "parameters": count_parameters(self.model),
-                "device": str(self.info.device), "world_size": self.info.world_size,
+                **device_info(self.info.device), "world_size": self.info.world_size,
                 "rank": self.info.rank, "history": self.history}
 
 
