@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", help="weights file for the engine")
     add_device_argument(p)
     add_prompt_policy(p)
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="do not torch.compile the engine at start-up (default on CUDA: compile, eager on failure)")
+    p.add_argument("--compile-decoder", action="store_true",
+                   help="also compile the click decoder (CUDA graphs on a GPU; same masks, lower latency)")
     p.add_argument("--max-sessions", type=int, default=32, help="open sessions before refusing (503)")
     p.add_argument("--max-cached", type=int, help="sessions keeping embeddings (LRU; default max-sessions)")
     p.add_argument("--idle-timeout", type=float, default=1800.0, help="seconds before an idle session closes")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(host=args.host, port=args.port, api_keys=load_keys(args.api_key, args.api_key_file),
                           engine=args.engine, checkpoint=args.checkpoint, device=args.device,
-                          engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
+                          compile=args.compile, compile_decoder=args.compile_decoder, engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
                           max_sessions=max(args.max_sessions, args.load_test or 0), max_cached=args.max_cached,
                           idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                           max_concurrent=args.max_concurrent)

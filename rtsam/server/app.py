@@ -47,6 +47,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
         from ..engines.registry import load_engine
 
         engine = load_engine(config.engine, config.checkpoint, config.device, **config.engine_options)
+        compile_warm_engine(engine, config.compile, config.compile_decoder)
     store = SessionStore(engine, config.max_sessions, config.idle_timeout, config.max_cached, config.max_per_key)
     app = FastAPI(title="rtsam inference server", version=__version__, lifespan=_reaper(store),
                   description="Interactive radiotherapy segmentation: upload an image once, then prompt it.")
@@ -62,6 +63,15 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     app.include_router(interactive_router, prefix="/v1")
     app.include_router(jobs_router, prefix="/v1")
     return app
+
+
+def compile_warm_engine(engine: Engine, enabled: bool = True, decoder: bool = False) -> bool:
+    """On CUDA, ``torch.compile`` an engine that can be (sam3d) once at start-up; the engine falls back
+    to eager itself, with a log line, when compiling fails."""
+    if not enabled or not hasattr(engine, "compile") or not str(engine.device).startswith("cuda"):
+        return False
+    log.info("compiling the %s engine on %s (first start takes a minute)", engine.name, engine.device)
+    return engine.compile(decoder=decoder)
 
 
 def _reaper(store: SessionStore):

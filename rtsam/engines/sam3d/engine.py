@@ -67,6 +67,36 @@ class SAM3DEngine(Engine):
         if self.load_report is not None:
             log.info("sam3d weights: %s", self.load_report.summary())
 
+    def compile(self, decoder: bool = False, backend: str = "inductor") -> bool:
+        """``torch.compile`` the image encoder (and, with ``decoder``, the prompt encoder and mask decoder,
+        as CUDA graphs on a GPU) in place, warmed up once here. On failure the eager model stays, with a
+        log line; returns whether compiling worked."""
+        cuda = torch.device(self.device).type == "cuda"
+        parts = [self.model.image_encoder] + ([self.model.prompt_encoder, self.model.mask_decoder] if decoder else [])
+        try:
+            for part in parts:
+                mode = "reduce-overhead" if cuda and part is not self.model.image_encoder else None
+                part.compile(backend=backend, mode=mode if backend == "inductor" else None)
+            self._warm_up()
+        except Exception as error:  # compilers fail in many ways (no C compiler, no Triton, unsupported op)
+            for part in parts:
+                part._compiled_call_impl = None
+            log.warning("sam3d: torch.compile unavailable (%s: %s); running eager",
+                        type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+            return False
+        log.info("sam3d: compiled the image encoder%s on %s (%s)", " and decoder" if decoder else "",
+                 self.device, backend)
+        return True
+
+    def _warm_up(self) -> None:
+        size = self.config.img_size
+        with torch.no_grad():
+            embedding = self.model.embed(torch.zeros((1, 1, size, size, size), device=self.device))
+            for n in (1, 2):  # the decoder is compiled per number of clicks; warm the first two
+                points = (torch.full((1, n, 3), size / 2, device=self.device),
+                          torch.ones((1, n), dtype=torch.long, device=self.device))
+                self.model.decode(embedding, points=points)
+
     def uses(self, prompt: str) -> bool:
         """Whether ``prompt`` ("box", "text") is fed to the model rather than only placing the crop or ignored."""
         return prompt in self.trained_prompts or self.allow_untrained_prompts
