@@ -73,7 +73,8 @@ def bench_compiled(config: str, device: str, repeats: int) -> dict:
     click = (centre, torch.ones((1, 1), dtype=torch.long, device=device))
 
     def decode():
-        return model.upscale(model.decode(fast, points=click)[0])
+        torch.compiler.cudagraph_mark_step_begin()
+        return model.upscale(model.decode(fast, points=click)[0].clone())
 
     eager_mask = decode() > 0
     out["decode_eager_ms"] = median_ms(decode, max(repeats, 10), device, True)

@@ -238,9 +238,10 @@ class SAM3DContext(EngineContext):
                 applied["text"] = _model_use("text", engine)
             else:
                 applied["text"] = "ignored (untrained text branch)"
+        torch.compiler.cudagraph_mark_step_begin()  # a compiled decoder's CUDA graphs: one step per decode
         low_res, iou = engine.model.decode(embedding, points=points, boxes=boxes, text_embeddings=text,
                                            mask_logits=feedback)
-        return low_res, iou, applied
+        return low_res.clone(), iou.clone(), applied  # graph outputs are overwritten by the next replay
 
 
 def _model_use(prompt: str, engine: SAM3DEngine) -> str:
