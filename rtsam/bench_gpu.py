@@ -108,7 +108,7 @@ def bench_train_step(config: str, device: str, repeats: int, batch: int = 2, ite
     image = torch.from_numpy(bench_input(s)[0])[None, None].repeat(batch, 1, 1, 1, 1).to(device)
     grid = torch.stack(torch.meshgrid(*(torch.arange(s, device=device),) * 3, indexing="ij")).float()
     label = (((grid - s / 2) ** 2).sum(0) < (s / 6) ** 2).float()[None, None].repeat(batch, 1, 1, 1, 1)
-    box = torch.tensor([[s / 3, s / 3, s / 3], [2 * s / 3, 2 * s / 3, 2 * s / 3]], device=device)[None].repeat(batch, 1, 1)
+    box = torch.tensor([[s / 3] * 3, [2 * s / 3] * 3], device=device)[None].repeat(batch, 1, 1)
     text = torch.zeros(batch, cfg.text_dim, device=device)
 
     def one_step():
@@ -166,7 +166,8 @@ def bench_litemedsam(device: str, repeats: int) -> dict:
     def box_step():
         return engine.open(image).predict(Prompt(box_lps=box))
 
-    out = {"case": "lung2", "shape_kji": list(image.array.shape), "box_step_ms": median_ms(box_step, repeats, device, True)}
+    out = {"case": "lung2", "shape_kji": list(image.array.shape),
+           "box_step_ms": median_ms(box_step, repeats, device, True)}
     context = engine.open(image)
     first = context.predict(Prompt(box_lps=box))
     click = next_clicks(first.mask.array > 0, label.array > 0)[0].to_click(image)
@@ -196,7 +197,8 @@ def bench_sam3(device: str, repeats: int, weights: str | None = None, config=Non
            "image_size": size, "dtype": str(dtype).removeprefix("torch.")}
     for batch in (1, 8):
         pixels = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
-        out[f"per_slice_ms_batch{batch}"] = median_ms(lambda: image_features(model, pixels), repeats, device, True) / batch
+        batch_ms = median_ms(lambda: image_features(model, pixels), repeats, device, True)
+        out[f"per_slice_ms_batch{batch}"] = batch_ms / batch
     synchronize(device)
     return out
 

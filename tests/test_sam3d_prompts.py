@@ -110,7 +110,8 @@ def test_first_click_dense_prompt_is_mask_downscaling_of_zeros(image):
 def test_progressive_prompting_starts_from_a_zero_mask(data):
     torch.manual_seed(0)
     model = Sam3D(Sam3DConfig.tiny())
-    step = ProgressiveStep(model, SmallTargetFocusLoss(), PromptSchedule(iterations=1, clicks=2), encoder_trainable=False)
+    step = ProgressiveStep(model, SmallTargetFocusLoss(), PromptSchedule(iterations=1, clicks=2),
+                           encoder_trainable=False)
     label = torch.zeros(2, 1, 64, 64, 64)
     label[:, :, 20:40, 24:44, 28:48] = 1
     box = torch.tensor([[[18.0, 22.0, 26.0], [42.0, 46.0, 50.0]]]).repeat(2, 1, 1)

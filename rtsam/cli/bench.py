@@ -8,7 +8,7 @@ import sys
 from ..devices import add_device_argument
 from .common import print_json, print_table
 
-PARTS = ("compiled", "train", "litemedsam", "sam3")  # rtsam.bench_gpu.PARTS (kept here: no torch import at parse)
+PARTS = ("compiled", "train", "litemedsam", "sam3")  # rtsam.bench_gpu.run_parts' parts
 
 
 def register(subparsers) -> None:

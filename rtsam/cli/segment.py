@@ -72,7 +72,8 @@ def run(args) -> int:
     with bar:
         result = session.predict(progress=callback)
     path = write_image(result.mask.with_array(result.mask.array, engine=result.engine, weights=result.weights), args.out)
-    summary = {**result.summary(), **device_info(engine.device), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
+    summary = {**result.summary(), **device_info(engine.device), "out": str(path), "box_lps": session.prompt.box_lps,
+               "clicks": len(clicks)}
     if args.json:
         print_json(summary)
     else:

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(host=args.host, port=args.port, api_keys=load_keys(args.api_key, args.api_key_file),
                           engine=args.engine, checkpoint=args.checkpoint, device=args.device,
-                          compile=args.compile, compile_decoder=args.compile_decoder, engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
+                          compile=args.compile, compile_decoder=args.compile_decoder,
+                          engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
                           max_sessions=max(args.max_sessions, args.load_test or 0), max_cached=args.max_cached,
                           idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                           max_concurrent=args.max_concurrent)

@@ -55,11 +55,11 @@ import torch
 
 from ..errors import InputError
 from ..volume import Volume
+from .batching import prefetch
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, ct_window_for_box,
                               detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
                               slice_extent, unhonoured_clicks_painted)
-from .batching import prefetch
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
