@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .devices import platform_info, resolve_device, synchronize
 from .engines.sam3d.config import Sam3DConfig
 from .engines.sam3d.engine import AUTOCAST_DTYPES, CACHE_CROPS
 from .engines.sam3d.model import Sam3D
@@ -55,22 +56,12 @@ def median_ms(fn: Callable[[], object], repeats: int, device: str, warmup: bool)
         fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but no CUDA device is available (use --device cpu)")
 
 
 def plain_vit(cfg: Sam3DConfig):
@@ -83,7 +74,7 @@ def plain_vit(cfg: Sam3DConfig):
 
 
 @torch.no_grad()
-def run_bench(config: str = "vit_b", device: str = "cpu", repeats: int = 3, autocast: str | None = None,
+def run_bench(config: str = "vit_b", device: str = "auto", repeats: int = 3, autocast: str | None = None,
               compile_encoder: bool = False) -> dict:
     """Timings in milliseconds; warm-up runs only on CUDA or when compiling (a CPU ViT-B warm-up
     would double the cost)."""
@@ -91,7 +82,7 @@ def run_bench(config: str = "vit_b", device: str = "cpu", repeats: int = 3, auto
         raise InputError(f"repeats must be at least 1, got {repeats}")
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
         raise InputError(f"autocast must be one of {', '.join(AUTOCAST_DTYPES)}, got '{autocast}'")
-    check_device(device)
+    device = resolve_device(device)
     torch.manual_seed(0)
     cfg = Sam3DConfig.named(config)
     array, source = bench_input(cfg.img_size)
@@ -143,7 +134,7 @@ def run_bench(config: str = "vit_b", device: str = "cpu", repeats: int = 3, auto
     result.update(_memory(device, "overall"))
     result = {k: round(v, 6 if abs(v) < 1 else 2) if isinstance(v, float) else v for k, v in result.items()}
     result.update({
-        "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name()})",
+        **platform_info(device),
         "config": config,
         "input": f"{source} {cfg.img_size}^3",
         "repeats": repeats,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from .devices import device_info
 from .engines.base import Engine
 from .errors import GeometryError, InputError
 from .metrics import dice
@@ -50,8 +51,8 @@ def run_interactive(image: Volume, label: Volume, engine: Engine, clicks: int = 
         mask = step.pop("_mask")
         if keep_masks:
             step["mask"] = mask
-    return {"engine": engine.name, "weights": engine.weights_label, "box_lps": session.prompt.box_lps,
-            "steps": steps}
+    return {"engine": engine.name, "weights": engine.weights_label, **device_info(engine.device),
+            "box_lps": session.prompt.box_lps, "steps": steps}
 
 
 def _step(session: Session, truth: Volume, name: str, click) -> dict:

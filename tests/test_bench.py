@@ -13,9 +13,13 @@ KEYS = {"embed_ms", "embed_reference_ms", "plain_vit_ms", "decode_ms", "swinunet
         "peak_rss_mb_one_embedding", "peak_rss_mb_4_cached_embeddings", "embedding_mb"}
 
 
-def test_bench_cli_reports_timings_memory_and_autocast_error(capsys):
-    assert main(["bench", "--json", "--config", "tiny", "--repeats", "1", "--autocast", "bf16"]) == 0
+def test_bench_cli_reports_timings_memory_and_autocast_error(capsys, tmp_path):
+    assert main(["bench", "--json", "--config", "tiny", "--repeats", "1", "--autocast", "bf16",
+                 "--save", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert (report["device"], report["gpu"]) == ("cpu", None) and report["torch"].startswith("2.")
+    saved = list(tmp_path.glob("cpu_*.json"))  # --save: the same record, named after the machine
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["embed_ms"] == report["embed_ms"]
     assert KEYS <= set(report)
     assert report["device"] == "cpu" and report["input"] in ("head_ct 64^3", "lung2 64^3")
     for key in KEYS:
@@ -42,3 +46,20 @@ def test_bench_input_is_a_lung2_crop_where_the_head_ct_is_missing(monkeypatch, t
     array, name = bench_input(32)
     assert name == "lung2" and array.shape == (32, 32, 32)
     assert array.std() > 0.1  # real tissue contrast, not a constant
+
+
+def test_training_step_part_on_the_cpu():
+    from rtsam.bench_gpu import bench_train_step
+
+    report = bench_train_step("tiny", "cpu", 1, batch=1, iterations=1, clicks=2)
+    assert report["train_step_ms"] > report["click_simulation_ms"] > 0 and report["amp"] is False
+
+
+def test_sam3_part_times_batches_of_slices():
+    from sam3_helpers import tiny_sam3_config
+
+    from rtsam.bench_gpu import bench_sam3
+
+    report = bench_sam3("cpu", 1, config=tiny_sam3_config())
+    assert report["per_slice_ms_batch1"] > 0 and report["per_slice_ms_batch8"] > 0
+    assert report["source"] == "random weights, given config" and report["image_size"] == 56

@@ -40,6 +40,7 @@ def test_segment_writes_mask_and_json(files, capsys):
     assert summary["engine"] == "litemedsam" and summary["weights"].startswith("lite_medsam.pth@sha256:")
     assert summary["volume_ml"] == pytest.approx(mask.array.sum() * mask.voxel_volume_ml, abs=1e-3)
     assert summary["out"] == str(out)
+    assert (summary["device"], summary["gpu"]) == ("cpu", None)  # --device auto on a machine without CUDA
     assert 2 * (mask.array.astype(bool) & truth).sum() / (mask.array.sum() + truth.sum()) > 0.3
 
 
@@ -47,7 +48,9 @@ def test_benchmark_interactive_json(files, capsys):
     folder, _ = files
     code = main(["benchmark", "interactive", "--image", str(folder / "image.nrrd"), "--label",
                  str(folder / "label.nrrd"), "--clicks", "1", "--json"])
-    steps = json.loads(capsys.readouterr().out)["steps"]
+    report = json.loads(capsys.readouterr().out)
+    steps = report["steps"]
+    assert (report["device"], report["gpu"]) == ("cpu", None)
     assert code == 0 and [s["step"] for s in steps] == ["box", "click 1"]
     assert all(0 <= s["dice"] <= 1 for s in steps)
 

@@ -95,3 +95,17 @@ def test_whole_encoder_fast_equals_reference():
         reference = model.embed(images)
     assert (fast - reference).abs().max().item() < 1e-4
     assert fast.abs().max().item() > 0.1
+
+
+def test_key_alignment_padding_changes_nothing():
+    """The GPU path pads 513 keys to 520 masked zero keys (fused kernels need an aligned mask)."""
+    from rtsam.engines.sam3d.fast_attention import KEY_ALIGN, _aligned
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 1, 2, 27, 16).unbind(0)
+    mask = torch.randn(1, 2, 27, 27)
+    keys, values, padded = _aligned(k, v, mask)
+    assert keys.shape[2] % KEY_ALIGN == 0 and torch.isinf(padded[..., 27:]).all()
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    aligned = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=padded)
+    assert (plain - aligned).abs().max().item() < 1e-6

@@ -41,6 +41,8 @@ def test_openapi_schema_and_version_handshake(server):
         assert http.get("/v1/version", headers={"X-RTSAM-API": "99"}).status_code == 200  # handshake always answers
         mismatch = http.get("/v1/info", headers={"X-RTSAM-API": "99", "X-API-Key": KEY})
         assert mismatch.status_code == 426 and "speaks API 1" in mismatch.json()["detail"]
+        info = http.get("/v1/info", headers={"X-API-Key": KEY}).json()
+        assert (info["device"], info["gpu"]) == ("cpu", None)
 
 
 def test_bad_requests_get_4xx_with_a_message_and_the_server_keeps_serving(server, caplog):

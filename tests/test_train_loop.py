@@ -54,7 +54,8 @@ def test_tiny_model_learns_a_real_lesion_and_resumes(brain1, tmp_path):
     saved = torch.load(out / "best.pth", weights_only=True)
     assert saved["manifest_sha256"] == summary["manifest_sha256"] and saved["tasks"] == [TASK]
     assert saved["sam3d_config"]["img_size"] == 64 and saved["val_dice"] == pytest.approx(summary["best_val_dice"])
-    assert load_checkpoint(Sam3D(Sam3DConfig.tiny()), out / "best.pth").ok
+    report = load_checkpoint(Sam3D(Sam3DConfig.tiny()), out / "best.pth")
+    assert report.ok and report.prompts == ["clicks", "box", "text"]  # rtsam train marks its branches trained
 
     # resume for one more epoch: continues from epoch 4, keeps the history
     resumed = train(TrainOptions(**{**options.__dict__, "epochs": 5, "crops_per_case": 2, "resume": True}))

@@ -18,15 +18,17 @@ from rtsam.volume import Volume
 
 
 def torch_device(preferred: str = "auto") -> tuple[str, str]:
-    """(device, note): CUDA when present and asked for, else CPU with a readable reason."""
+    """(device, note): ``rtsam.devices.resolve_device`` (CUDA when present and asked for, else CPU)
+    with a readable reason."""
     import torch
 
-    if preferred == "cpu":
-        return "cpu", "CPU (chosen)"
-    if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        return "cuda", f"GPU {torch.cuda.get_device_name(0)} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
-    return "cpu", "no CUDA GPU found: running on the CPU (slower)"
+    from rtsam.devices import gpu_name, resolve_device
+
+    device = resolve_device(preferred)
+    if device.startswith("cuda"):
+        free, total = torch.cuda.mem_get_info(device)
+        return device, f"GPU {gpu_name(device)} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+    return "cpu", "CPU (chosen)" if preferred == "cpu" else "no CUDA GPU found: running on the CPU (slower)"
 
 
 # GPU memory an engine needs (weights, one embedding, decoder): sam3d ViT-B peaks near 1.1 GiB

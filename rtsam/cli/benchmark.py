@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .common import add_ct_window, engine_options, print_json, print_table
+from ..devices import add_device_argument
+from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
     q.add_argument("--engine", help="engine name (default litemedsam)")
     q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
     add_ct_window(q)
-    q.add_argument("--device", default="cpu", help="torch device")
+    add_prompt_policy(q)
+    add_device_argument(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
     q.add_argument("--margin-mm", type=float, default=5.0, help="box margin around the label (default 5 mm)")

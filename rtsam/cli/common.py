@@ -64,6 +64,16 @@ def add_ct_window(parser) -> None:
                              "tissue), lung (W1500/L-600) or soft-tissue (W400/L40)")
 
 
+def add_prompt_policy(parser) -> None:
+    """``--allow-untrained-prompts`` for the sam3d engine."""
+    parser.add_argument("--allow-untrained-prompts", action="store_true",
+                        help="sam3d: feed box/text prompts to branches the weights never trained (SAM-Med3D's own "
+                             "files); by default the box then only places the crop and the text is ignored")
+
+
 def engine_options(args) -> dict:
     """Engine keyword options from the command line (only those the user changed)."""
-    return {} if args.ct_window == "auto" else {"ct_window": args.ct_window}
+    options = {} if args.ct_window == "auto" else {"ct_window": args.ct_window}
+    if getattr(args, "allow_untrained_prompts", False):
+        options["allow_untrained_prompts"] = True
+    return options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..devices import add_device_argument
 from ..errors import InputError
 from .common import print_json, print_table, progress_bar
 from .pacs_options import add_pacs_options, beside, pacs_input, send_result
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
                         "mask (the init mask, else the engine's result); engine: segment every phase with the engine")
     p.add_argument("--engine", default=None, help="segmentation engine (default litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
-    p.add_argument("--device", default="cpu")
+    add_device_argument(p)
     p.add_argument("--phase-masks-dir", metavar="DIR", help="also write the filtered per-phase masks here")
     p.add_argument("--mip-out", metavar="FILE", help="also write the MIP-based ITV")
     p.add_argument("--window", type=int, default=3, help="temporal window in phases (odd, default 3)")
@@ -70,7 +71,7 @@ def register(subparsers) -> None:
     b.add_argument("--reference-phase", type=int, default=0, metavar="K",
                    help="phase whose true mask starts the run (0: end-inhale; phases/2: end-exhale, the scan itself)")
     b.add_argument("--engine", default=None)
-    b.add_argument("--device", default="cpu")
+    add_device_argument(b)
     b.add_argument("--crop-mm", type=float, default=None, help="crop the scans to the lesion box plus this margin")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run_bench_command)

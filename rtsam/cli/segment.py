@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .common import add_ct_window, engine_options, print_json, progress_bar
+from ..devices import add_device_argument
+from .common import add_ct_window, add_prompt_policy, engine_options, print_json, progress_bar
 from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint",
                    help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     add_ct_window(p)
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    add_prompt_policy(p)
+    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_pacs_options(p, "IMAGE")  # --to-pacs sends the mask as a DICOM SEG on IMAGE's series (<out stem>.seg.dcm)
     p.set_defaults(func=run)
@@ -51,6 +53,7 @@ def run(args) -> int:
 
 
 def segment(args, image_path) -> int:
+    from ..devices import device_info
     from ..engines.registry import load_engine
     from ..errors import InputError
     from ..io import read_image, read_rtdose, write_image
@@ -78,7 +81,8 @@ def segment(args, image_path) -> int:
     with bar:
         result = session.predict(progress=callback)
     path = write_image(result.mask.with_array(result.mask.array, engine=result.engine, weights=result.weights), args.out)
-    summary = {**result.summary(), "out": str(path), "box_lps": session.prompt.box_lps, "clicks": len(clicks)}
+    summary = {**result.summary(), **device_info(engine.device), "out": str(path), "box_lps": session.prompt.box_lps,
+               "clicks": len(clicks)}
     if args.to_pacs:
         summary["pacs"] = _send_seg(result, image, path, args)
     if args.json:

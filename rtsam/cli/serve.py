@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..devices import add_device_argument
 from ..errors import InputError
-from .common import print_json
+from .common import add_prompt_policy, print_json
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,12 @@ def register(subparsers) -> None:
     key.add_argument("--api-key-file", help="file with one accepted key per line")
     p.add_argument("--engine", help="engine name (default: litemedsam)")
     p.add_argument("--checkpoint", help="weights file for the engine")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when PyTorch sees a GPU; default cpu)")
+    add_device_argument(p)
+    add_prompt_policy(p)
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="do not torch.compile the engine at start-up (default on CUDA: compile, eager on failure)")
+    p.add_argument("--compile-decoder", action="store_true",
+                   help="also compile the click decoder (CUDA graphs on a GPU; same masks, lower latency)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); clients verify it")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     limits = p.add_argument_group("capacity and limits")
@@ -94,7 +100,10 @@ def server_config(args: argparse.Namespace, keys: list[str]):
             raise InputError("TLS file not found", path)
     n = args.load_test or 0
     return ServerConfig(host=args.host, port=args.port, api_keys=keys, engine=args.engine,
-                        checkpoint=args.checkpoint, device=_device(args.device), max_sessions=max(args.max_sessions, n),
+                        checkpoint=args.checkpoint, device=args.device, compile=args.compile,
+                        compile_decoder=args.compile_decoder,
+                        engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
+                        max_sessions=max(args.max_sessions, n),
                         max_cached=args.max_cached, idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                         max_concurrent=args.max_concurrent, deadline_s=args.deadline,
                         max_per_key=max(args.max_sessions_per_key, n),
@@ -104,22 +113,16 @@ def server_config(args: argparse.Namespace, keys: list[str]):
 
 
 def load_test(url: str, api_key: str | None, sessions: int, clicks: int, app=None, **tls) -> int:
+    from ..devices import device_info
     from ..server.loadtest import example_case, run_load_test
 
     image, box = example_case()
     report = run_load_test(url, image, box, sessions, clicks, api_key, **tls)
     report["image_shape"] = list(image.array.shape)
     if app is not None:
-        report.update(engine=app.state.engine.name, device=str(app.state.engine.device),
+        report.update(engine=app.state.engine.name, **device_info(app.state.engine.device),
                       deadline_s=app.state.config.deadline_s, max_concurrent=app.state.config.max_concurrent,
                       service_s=app.state.scheduler.times.snapshot())
     print_json(report)
     return 1 if report["failures"] else 0
 
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    from ..server.ready import auto_device
-
-    return auto_device()

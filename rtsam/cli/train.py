@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from ..devices import add_device_argument
 from .common import print_json, print_table
 
 HELP = """Fine-tune sam3d with progressive prompts (text, dose/label box, simulated clicks) and the
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=10, help="early stop after N epochs without gain (0: never)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", help="task text for rows without one (and for folder manifests)")
     p.add_argument("--allow-new-tasks", action="store_true", help="accept tasks the --init checkpoint was not trained on")

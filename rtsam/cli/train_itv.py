@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from ..devices import add_device_argument
 from .common import print_json, print_table, progress_bar
 
 HELP = """Fits LoRA adapters on a local SAM 3 folder (--base) so that the sam3 engine segments TASK
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
                    help="a slice fires when the predicted mask covers more than this fraction of it")
     p.add_argument("--score-threshold", type=float, default=0.5, help="instance score kept, as in the engine")
     p.add_argument("--modality", choices=["CT", "MR"], help="intensity window (default: from the image)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)

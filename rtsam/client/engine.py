@@ -117,5 +117,5 @@ def decode_result(content: bytes, image: Volume, session_id: str) -> Segmentatio
     return SegmentationResult(
         probability=image.with_array(probability), mask=image.with_array(mask), quality=meta.get("quality"),
         engine=meta.get("engine", "remote"), weights=meta.get("weights", "unknown"),
-        timings_ms=dict(meta.get("timings_ms", {})),
+        timings_ms=dict(meta.get("timings_ms", {})), info=dict(meta.get("info", {})),
         state=RemoteResult(session_id, meta["result_id"]))

@@ -91,6 +91,7 @@ class SegmentationResult:
     weights: str  # file name and short sha256 of the weights that produced it
     timings_ms: dict[str, float] = field(default_factory=dict)
     state: Any = None  # engine-specific feedback (e.g. low-res logits) for the next predict
+    info: dict = field(default_factory=dict)  # JSON-ready engine notes (e.g. which prompts the weights support)
 
     def summary(self) -> dict:
         return {
@@ -99,6 +100,7 @@ class SegmentationResult:
             "quality": None if self.quality is None else round(float(self.quality), 4),
             "volume_ml": round(float(self.mask.array.sum()) * self.mask.voxel_volume_ml, 3),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            **({"info": self.info} if self.info else {}),
         }
 
 

@@ -55,6 +55,7 @@ import torch
 
 from ..errors import InputError
 from ..volume import Volume
+from .batching import prefetch
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, ct_window_for_box,
                               detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
@@ -63,6 +64,8 @@ from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
 TIGHTEN_STEPS = 2  # re-decodes of a box-only slice with the box of its own mask
+SLICE_BYTES = 2**27  # GPU memory per slice of a batched embedding (TinyViT activations, generous)
+MAX_BATCH = 32
 TIGHTEN_PAD = 2.0  # 256-grid pixels around a mask box when tightening (within MedSAM's box jitter)
 
 
@@ -225,6 +228,16 @@ class LiteMedSAMContext(SliceWiseContext):
 
         return self._cache.get(k, compute)
 
+    def prefetch_embeddings(self, ks, timings: dict[str, float]) -> None:
+        """On a GPU, the embeddings of slices ``ks`` not yet cached, in batches (``batching``); the CPU
+        keeps computing one slice at a time in ``embedding``."""
+        def compute(chunk: list[int]) -> list[torch.Tensor]:
+            with timed(timings, "embed_ms"), torch.inference_mode():
+                x = torch.cat([self.letterbox.image_tensor(self.image.array[k], self.window) for k in chunk])
+                return list(self.model.image_encoder(x.to(self.engine.device)).split(1))
+
+        prefetch(self._cache, ks, compute, self.engine.device, SLICE_BYTES, MAX_BATCH)
+
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
         prompt.validate_against(self.image)
@@ -236,6 +249,7 @@ class LiteMedSAMContext(SliceWiseContext):
         logits_out, boxes, ious = {}, {}, {}
         propagated: dict[int, np.ndarray] = {}  # box-only slices' masks before tightening
         order = plan.order()
+        self.prefetch_embeddings([k for k, _ in order], timings)
         for n, (k, source) in enumerate(order):
             check_cancel(cancel)
             points = plan.points.get(k, [])

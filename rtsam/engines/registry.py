@@ -54,8 +54,13 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_engine(name: str | None = None, checkpoint: str | Path | None = None, device: str = "cpu", **options) -> Engine:
-    """Instantiate engine ``name`` with its registered weights, or ``checkpoint`` when given."""
+def load_engine(name: str | None = None, checkpoint: str | Path | None = None, device: str | None = "auto",
+                **options) -> Engine:
+    """Instantiate engine ``name`` with its registered weights, or ``checkpoint`` when given, on ``device``
+    (``auto``: CUDA when available, else CPU)."""
+    from ..devices import resolve_device
+
+    device = resolve_device(device)
     name = name or DEFAULT_ENGINE
     entry = registry().get(name)
     if entry is None:

@@ -13,7 +13,8 @@ their masks joined (pixel-wise maximum), resized back to the slice grid. Clicks 
 supported: SAM 3's image model has no point prompt.
 
 Image features are cached per slice (LRU, ``cache_slices``) and text features per task, so a
-new task or box re-runs only the DETR and mask decoders.
+new task or box re-runs only the DETR and mask decoders. On a GPU the slices' image features are
+computed a cache's worth at a time, in batches sized from free memory (``batching``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ import torch
 from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
+from .batching import prefetch
 from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window, outside_box_cleared, slice_extent
-from .sam3_model import box_input, image_features, kept_logits, load_sam3, pixel_values, probability, text_inputs
+from .sam3_model import (box_input, image_features, kept_logits, load_sam3, pixel_values, probability, split_features,
+                         text_inputs)
+
+SLICE_BYTES = 2**31  # GPU memory per slice of a batched SAM 3 vision pass (1008^2, full size), generous
 
 
 class SAM3Engine(Engine):
@@ -92,6 +97,16 @@ class SAM3Context(SliceWiseContext):
 
         return self._cache.get(k, compute)
 
+    def prefetch_features(self, ks, timings: dict[str, float]) -> None:
+        """On a GPU, SAM 3's image features of slices ``ks`` not yet cached (at most a cache's worth), in
+        batches sized from free memory (``batching``); the CPU keeps one slice at a time."""
+        def compute(chunk: list[int]) -> list:
+            with timed(timings, "embed_ms"), torch.inference_mode():
+                x = pixel_values(self.image.array[chunk], self.window, self.engine.processor).to(self.engine.device)
+                return split_features(image_features(self.model, x), len(chunk))
+
+        prefetch(self._cache, ks, compute, self.engine.device, SLICE_BYTES, self.engine.cache_slices)
+
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
         task = (prompt.task or "").strip()
@@ -112,6 +127,8 @@ class SAM3Context(SliceWiseContext):
         scores = []
         for n, k in enumerate(range(k0, k1 + 1)):
             check_cancel(cancel)
+            if k not in self.cached_slices:
+                self.prefetch_features(range(k, k1 + 1), timings)
             vision = self.vision_features(k, timings)
             with timed(timings, "decode_ms"), torch.inference_mode():
                 outputs = self.model(vision_embeds=vision, text_embeds=text, attention_mask=text_mask, **boxes)

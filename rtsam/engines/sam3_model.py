@@ -163,6 +163,18 @@ def image_features(model: torch.nn.Module, pixels: torch.Tensor):
                                    fpn_position_encoding=out.fpn_position_encoding)
 
 
+def split_features(features, count: int) -> list:
+    """Batched image features -> one ``Sam3VisionEncoderOutput`` per slice (batch 1 each)."""
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    def part(tensors, i):
+        return tuple(t[i:i + 1] if t.shape[0] == count else t for t in tensors)
+
+    return [Sam3VisionEncoderOutput(fpn_hidden_states=part(features.fpn_hidden_states, i),
+                                    fpn_position_encoding=part(features.fpn_position_encoding, i))
+            for i in range(count)]
+
+
 def box_input(box: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
     """A pixel box (x0, y0, x1, y1 voxel centres, inclusive) as SAM 3's normalised (cx, cy, w, h)."""
     rows, cols = shape

@@ -41,7 +41,7 @@ def load_case(case: str, crop_mm: float | None = None) -> tuple[Volume, Volume]:
 
 
 def benchmark_case(case: str, phases: int = 10, engine: Engine | str | None = None, crop_mm: float | None = None,
-                   device: str = "cpu", propagation: str = "rigid", reference: int = 0, prompt: str = "mask",
+                   device: str = "auto", propagation: str = "rigid", reference: int = 0, prompt: str = "mask",
                    **generator_options) -> dict:
     """Generate a 4DCT of ``case``, run the ITV pipeline from the reference phase's true mask (or,
     for ``prompt="box"``, a box 5 mm around it), score vs truth. Phase 0 is end-inhale (fully
@@ -70,6 +70,7 @@ def benchmark_case(case: str, phases: int = 10, engine: Engine | str | None = No
         "truth_itv_ml": round(float(generated.truth_itv.array.sum()) * image.voxel_volume_ml, 3),
         "itv_ml": result.report["itv_volume_ml"], "motion_mm": result.report["motion_mm"],
         "removed_components": len(result.report["removed_components"]), "empty_phases": result.report["empty_phases"],
+        "device": result.report["device"], "gpu": result.report["gpu"],
     }
 
 

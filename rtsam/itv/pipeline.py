@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..devices import device_info
 from ..engines.base import Engine, ProgressCallback, Prompt, check_cancel
 from ..engines.registry import load_engine
 from ..errors import InputError
@@ -32,7 +33,7 @@ class ITVResult:
 
 def run_itv(phases: Phases, prompt: Prompt | None = None, init_mask: Volume | None = None,
             engine: Engine | str | None = None, window: int = 3, method: str = "majority", voxelwise: bool = False,
-            margin_mm=MARGIN_MM, device: str = "cpu", checkpoint: str | None = None, propagation: str = "rigid",
+            margin_mm=MARGIN_MM, device: str = "auto", checkpoint: str | None = None, propagation: str = "rigid",
             progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> ITVResult:
     """Segment every phase from the initial prompt (or init mask), filter, and union into the ITV.
 
@@ -164,6 +165,7 @@ def _report(phases: Phases, engine: Engine | None, propagation: str, segmented: 
         "source": phases.source, "phases": len(phases), "reference_phase": labels[phases.reference],
         "propagation": propagation, "engine": None if engine is None else engine.name,
         "weights": None if engine is None else engine.weights_label,
+        **(device_info(engine.device) if engine is not None else {"device": None, "gpu": None}),
         "itv_volume_ml": round(float(itv.array.sum()) * itv.voxel_volume_ml, 3),
         "motion_mm": motion_amplitude(rows), "per_phase": rows, "empty_phases": [labels[k] for k in empty],
         "removed_components": removed, "mip_itv": mip_summary,

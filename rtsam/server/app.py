@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from .. import __version__
+from ..devices import device_info
 from ..engines.base import Engine, SegmentationResult
 from ..errors import CancelledError, RTSAMError
 from . import API_VERSION, wire
@@ -58,7 +59,8 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     if engine is None:
         from ..engines.registry import load_engine
 
-        engine = load_engine(config.engine, config.checkpoint, config.device)
+        engine = load_engine(config.engine, config.checkpoint, config.device, **config.engine_options)
+        compile_warm_engine(engine, config.compile, config.compile_decoder)
     store = SessionStore(engine, config.max_sessions, config.idle_timeout, config.max_cached, config.max_per_key)
     app = FastAPI(title="rtsam inference server", version=__version__, lifespan=_reaper(store),
                   description="Interactive radiotherapy segmentation: upload an image once, then prompt it.")
@@ -75,6 +77,15 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     app.include_router(interactive_router, prefix="/v1")
     app.include_router(jobs_router, prefix="/v1")
     return app
+
+
+def compile_warm_engine(engine: Engine, enabled: bool = True, decoder: bool = False) -> bool:
+    """On CUDA, ``torch.compile`` an engine that can be (sam3d) once at start-up; the engine falls back
+    to eager itself, with a log line, when compiling fails."""
+    if not enabled or not hasattr(engine, "compile") or not str(engine.device).startswith("cuda"):
+        return False
+    log.info("compiling the %s engine on %s (first start takes a minute)", engine.name, engine.device)
+    return engine.compile(decoder=decoder)
 
 
 def _reaper(store: SessionStore):
@@ -134,7 +145,7 @@ def _add_routes(app: FastAPI) -> None:
     def info(request: Request, _: str = Depends(owner)) -> InfoOut:
         state = request.app.state
         return InfoOut(rtsam=__version__, api=API_VERSION, engine=state.engine.name,
-                       weights=state.engine.weights_label, device=str(state.engine.device),
+                       weights=state.engine.weights_label, **device_info(state.engine.device),
                        auth_required=state.keys.required, jobs=["itv"],
                        limits={**state.store.stats(), "max_upload_mb": state.config.max_upload_mb,
                                "max_image_mb": state.config.max_image_mb, "deadline_s": state.config.deadline_s,
@@ -251,5 +262,5 @@ def result_frame(result: SegmentationResult, result_id: str, probability: bool) 
         volumes["probability"] = result.probability
     meta = {"result_id": result_id, "quality": None if result.quality is None else float(result.quality),
             "engine": result.engine, "weights": result.weights,
-            "timings_ms": {k: float(v) for k, v in result.timings_ms.items()}}
+            "timings_ms": {k: float(v) for k, v in result.timings_ms.items()}, "info": result.info}
     return wire.encode_volumes(volumes, meta)

@@ -12,7 +12,10 @@ class ServerConfig:
     api_keys: list[str] = field(default_factory=list)
     engine: str | None = None  # registry name; None: the default engine
     checkpoint: str | None = None
-    device: str = "cpu"
+    compile: bool = True  # torch.compile the engine at start-up on CUDA (sam3d)
+    compile_decoder: bool = False  # also the decoder (CUDA graphs)
+    engine_options: dict = field(default_factory=dict)  # engine keyword options (e.g. allow_untrained_prompts)
+    device: str = "auto"  # rtsam.devices.resolve_device: CUDA when available, else CPU
     max_sessions: int = 32
     max_per_key: int | None = 16  # open sessions per API key; None: max_sessions
     max_cached: int | None = None  # sessions keeping embeddings; None: max_sessions

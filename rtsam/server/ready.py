@@ -25,13 +25,6 @@ log = logging.getLogger("rtsam.server")
 READY_LINE = "rtsam serve: ready at"
 
 
-def auto_device() -> str:
-    """"cuda" when PyTorch sees a CUDA GPU, else "cpu"."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def serve_for_parent(app: FastAPI, config: ServerConfig, ready_file: str | Path, exit_with_stdin: bool = False) -> None:
     """Serve until stopped; announce the bound URL through ``ready_file`` (written atomically)."""
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)

@@ -67,6 +67,7 @@ class InfoOut(VersionOut):
     engine: str
     weights: str
     device: str
+    gpu: str | None = None  # the GPU's name when the engine runs on CUDA
     auth_required: bool
     limits: dict
     jobs: list[str]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import InputError
+from ..devices import resolve_device
 
 
 @dataclass
@@ -34,13 +34,9 @@ class DistInfo:
 
 
 def pick_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """``cuda``/``cuda:N``/``cpu``/``mps``; default: this process's GPU when there is one."""
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """``auto`` (default: this process's GPU when there is one)/``cuda``/``cuda:N``/``cpu``/``mps``."""
+    device = torch.device(resolve_device(name))
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda asked for, but no CUDA GPU is available")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

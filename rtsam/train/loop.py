@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import device_info
 from ..errors import InputError
 from . import distributed as dd
 from .data import build_loaders, load_data
@@ -194,7 +195,9 @@ class Trainer:
     def save_best(self) -> Path:
         from ..engines.sam3d.checkpoint import save_checkpoint
 
-        tmp = save_checkpoint(merged_model(self.model), self.out / "best.pth.tmp", **self._extra())
+        # Every step prompts with box and text (stage 0), so both branches are trained.
+        tmp = save_checkpoint(merged_model(self.model), self.out / "best.pth.tmp", trained_prompts=("box", "text"),
+                              **self._extra())
         return tmp.replace(self.out / "best.pth")
 
     def resume(self) -> None:
@@ -252,7 +255,7 @@ class Trainer:
                 "cases": {"train": len(self.data.train_cases), "val": len(self.data.val_cases),
                           "skipped": len(self.data.manifest.skipped)},
                 "val_on_train": self.data.val_on_train, "parameters": count_parameters(self.model),
-                "device": str(self.info.device), "world_size": self.info.world_size,
+                **device_info(self.info.device), "world_size": self.info.world_size,
                 "rank": self.info.rank, "history": self.history}
 
 

@@ -2,7 +2,9 @@
 
 Stage 0: task text + box (the dose box when the case has a dose, else the label's box plus a
 margin). Then ``iterations`` rounds of simulated clicks (``clicks`` per round, on the largest
-error components of the current prediction), each decode fed the previous low-res logits.
+error components of the current prediction), each decode fed the previous low-res logits (the
+first one a zero mask, as SAM-Med3D). On a GPU the clicks are simulated there with torch
+(``prompts.clicks_torch``, the same rule, no copy to the CPU); on the CPU with the numpy reference.
 The loss is averaged over all stages. ``ProgressiveStep`` is one ``nn.Module`` whose forward
 does all of it, so DistributedDataParallel sees one forward and one backward per step.
 """
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..prompts.clicks import next_clicks
+from ..prompts.clicks_torch import next_clicks_batch
 from .losses import SmallTargetFocusLoss, dice_score
 
 
@@ -59,6 +62,11 @@ class ProgressiveStep(nn.Module):
     def _add_clicks(self, coords: Tensor, labels: Tensor, logits: Tensor, truth: Tensor,
                     schedule: PromptSchedule) -> tuple[Tensor, Tensor]:
         """Append up to ``schedule.clicks`` simulated clicks per sample; padding label -1."""
+        if logits.device.type != "cpu":
+            generator = torch.Generator(logits.device).manual_seed(int(self.rng.integers(2**62)))
+            c, lab = next_clicks_batch(logits[:, 0] > 0, truth[:, 0] > 0.5, schedule.clicks, schedule.click_mode,
+                                       generator)
+            return torch.cat([coords, c.to(coords.dtype)], 1), torch.cat([labels, lab], 1)
         pred = (logits[:, 0] > 0).cpu().numpy()
         gt = truth[:, 0].cpu().numpy() > 0.5
         new = [next_clicks(p, t, n=schedule.clicks, mode=schedule.click_mode, rng=self.rng) for p, t in zip(pred, gt)]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import device_info, resolve_device
 from ..engines.litemedsam_prep import detect_modality, intensity_window
 from ..engines.sam3_model import check_folder, kept_logits, load_sam3, pixel_values, probability, text_inputs
 from ..errors import InputError
@@ -109,7 +110,7 @@ def pick_hard_negatives(fractions: dict[Key, float], count: int, fire_fraction: 
 class ITVTrainer:
     def __init__(self, cases: list[tuple[Volume, Volume]], options: ITVTrainOptions):
         self.o = options
-        self.device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(options.device)
         self.rng = np.random.default_rng(options.seed)
         torch.manual_seed(options.seed)
         self.slices = SliceSet(cases, options.modality)
@@ -237,7 +238,7 @@ def train_itv(cases: list[tuple[Volume, Volume]], options: ITVTrainOptions, prog
         "positive_slices": len(trainer.slices.positives), "negative_slices": len(trainer.slices.negatives),
         "parameters": count_parameters(trainer.model), "initial_loss": initial_loss, "final_loss": final_loss,
         "hard_negatives_mined": sum(h["hard_negatives"] for h in history), "history": history,
-        "options": {**asdict(options), "targets": list(options.targets)}, "device": trainer.device,
+        "options": {**asdict(options), "targets": list(options.targets)}, **device_info(trainer.device),
         "seconds": time.perf_counter() - start,
     }
     (out / "training.json").write_text(json.dumps(summary, indent=2))

@@ -17,7 +17,9 @@ positive products (no cancellation):
 
 The padded keys are then one extra key ``b_k`` with value ``b_v`` and an additive bias of
 ``log`` of that sum, and the block is a single ``scaled_dot_product_attention`` over
-``n^3 + 1`` keys. This equals the literal padded computation up to float rounding.
+``n^3 + 1`` keys. This equals the literal padded computation up to float rounding. On a GPU
+the keys are padded further, with masked-out zero keys, to a multiple of ``KEY_ALIGN``, so that
+the fused (memory-efficient / cuDNN) SDPA kernels, which need an aligned mask, can run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from .rel_pos import get_rel_pos
+
+KEY_ALIGN = 8
 
 
 def fast_windowed_attention(attn, x: torch.Tensor, window: int) -> torch.Tensor:
@@ -56,8 +60,20 @@ def fast_windowed_attention(attn, x: torch.Tensor, window: int) -> torch.Tensor:
                       _log_padded_sum(a, bh, cw, n).reshape(b, heads, n ** 3, 1)], dim=-1)
     keys = torch.cat([k, bias_k[None, :, None].expand(b, heads, 1, -1)], dim=2)
     values = torch.cat([v, bias_v[None, :, None].expand(b, heads, 1, -1)], dim=2)
+    if q.is_cuda:
+        keys, values, mask = _aligned(keys, values, mask)
     out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask.to(q.dtype), scale=attn.scale)
     return attn.proj(out.permute(0, 2, 1, 3).reshape(b, n, n, n, -1))
+
+
+def _aligned(keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
+    """Zero keys and values, masked out (-inf), up to a multiple of ``KEY_ALIGN`` keys."""
+    extra = -keys.shape[2] % KEY_ALIGN
+    if not extra:
+        return keys, values, mask
+    pad = keys.new_zeros((*keys.shape[:2], extra, keys.shape[3]))
+    blocked = mask.new_full((*mask.shape[:-1], extra), float("-inf"))
+    return torch.cat([keys, pad], 2), torch.cat([values, pad], 2), torch.cat([mask, blocked], -1)
 
 
 def _log_padded_sum(a: torch.Tensor, bh: torch.Tensor, cw: torch.Tensor, n: int) -> torch.Tensor:

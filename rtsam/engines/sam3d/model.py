@@ -38,13 +38,17 @@ class Sam3D(nn.Module):
         ``points`` is ``(coords [B, N, 3], labels [B, N])`` (or ``coords`` with ``labels=``), labels
         1 positive, 0 negative, -1 padding; ``boxes`` is ``[B, 2, 3]`` (min corner, max corner);
         ``text_embeddings`` the pooled text-encoder output ``[B, text_dim]``; ``mask_logits`` the
-        previous low-res logits ``[B, 1, s, s, s]``, ``s = config.low_res_size``.
+        previous low-res logits ``[B, 1, s, s, s]``, ``s = config.low_res_size``. Without them (the
+        first decode) the mask input is zeros, as in SAM-Med3D's inference and training, so the dense
+        prompt is ``mask_downscaling(zeros)``; ``no_mask_embed`` is never used (SAM-Med3D never trained it).
         """
         if isinstance(points, Tensor):
             if labels is None:
                 raise ValueError("point coordinates need labels (1 positive, 0 negative, -1 padding)")
             points = (points, labels)
-        if mask_logits is not None and mask_logits.shape[-1] != self.config.low_res_size:
+        if mask_logits is None:
+            mask_logits = embeddings.new_zeros((embeddings.shape[0], 1, *(self.config.low_res_size,) * 3))
+        elif mask_logits.shape[-1] != self.config.low_res_size:
             mask_logits = F.interpolate(mask_logits, size=(self.config.low_res_size,) * 3, mode="trilinear")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_logits,
                                             text_embeddings=text_embeddings)

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from .config import Sam3DConfig
 from .image_encoder import LayerNorm3d
 
-NEW_BRANCHES = ("prompt_encoder.box_embeddings.", "prompt_encoder.text_adapter.")
+BRANCH_PREFIXES = {"box": "prompt_encoder.box_embeddings.", "text": "prompt_encoder.text_adapter."}
+NEW_BRANCHES = tuple(BRANCH_PREFIXES.values())
 
 
 class PositionEmbeddingRandom3D(nn.Module):
