@@ -128,7 +128,7 @@ def test_tightening_fixes_loose_box_overfill_but_not_fitted_boxes(brain, engine)
     tightened = context.predict(Prompt(box_lps=box))
     fitted = context.predict(Prompt(box_lps=box, box_fitted=True))
     assert dice(tightened.mask, label) > dice(fitted.mask, label) + 0.1
-    for k, (_, inner, _, _) in tightened.state["slices"].items():  # each box lies in the fitted one
+    for k, (_, inner, *_) in tightened.state["slices"].items():  # each box lies in the fitted one
         outer = fitted.state["slices"][k][1]
         assert np.all(inner[:2] >= outer[:2] - 1e-6) and np.all(inner[2:] <= outer[2:] + 1e-6)
     plan = SlicePlan.build(image, Prompt(box_lps=box))

@@ -56,13 +56,15 @@ import torch
 from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
-from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, ct_window_for_box,
-                              detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
+from .litemedsam_evidence import PRESENCE_FEATURES, QUALITY_TERMS, contrast, result_quality, slice_evidence
+from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
                               slice_extent, unhonoured_clicks_painted)
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
 TIGHTEN_STEPS = 2  # re-decodes of a box-only slice with the box of its own mask
+PRESENCE_FEATURE, PRESENCE_THRESHOLD = "overlap_x_contrast", None  # chosen by benchmarks/loco_tune.py
+QUALITY_TERM = "iou_x_stability"  # chosen by benchmarks/loco_tune.py
 TIGHTEN_PAD = 2.0  # 256-grid pixels around a mask box when tightening (within MedSAM's box jitter)
 
 
@@ -70,12 +72,18 @@ class LiteMedSAMEngine(Engine):
     name = "litemedsam"
 
     def __init__(self, weights: Path | None = None, device: str = "cpu", config=None,
-                 modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto"):
+                 modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto",
+                 presence: float | None = PRESENCE_THRESHOLD, presence_feature: str = PRESENCE_FEATURE,
+                 quality_term: str = QUALITY_TERM):
         if ct_window != "auto" and ct_window not in CT_WINDOWS:
             raise InputError(f"ct_window must be auto or one of {', '.join(CT_WINDOWS)}, got {ct_window!r}")
         super().__init__(weights_label(weights), device)
         self.modality = modality
         self.ct_window = ct_window
+        if presence_feature not in PRESENCE_FEATURES or quality_term not in QUALITY_TERMS:
+            raise InputError(f"presence_feature must be one of {', '.join(PRESENCE_FEATURES)} and quality_term "
+                             f"one of {', '.join(QUALITY_TERMS)}")
+        self.presence, self.presence_feature, self.quality_term = presence, presence_feature, quality_term
         self.cache_slices = int(cache_slices)
         self.model = load_model(weights, device)
 
@@ -206,14 +214,9 @@ class LiteMedSAMContext(SliceWiseContext):
         self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
         self.letterbox = Letterbox(tuple(image.array.shape[1:]))
 
-    def use_ct_window(self, box_lps: np.ndarray | None) -> None:
-        """Set the CT window for this prompt (auto: lung for a box in lung); embeddings made under
-        another window are dropped."""
-        if self.modality != "CT":
-            return
-        name = ct_window_for_box(self.image, box_lps) if self.engine.ct_window == "auto" else self.engine.ct_window
-        if name != self.window_name:
-            self.clear_cache()
+    def use_window(self, name: str | None) -> None:
+        """Window CT slices with CT_WINDOWS[``name``] (embeddings are cached per window)."""
+        if self.modality == "CT":
             self.window_name, self.window = name, intensity_window(self.image, "CT", name)
 
     def embedding(self, k: int, timings: dict[str, float]) -> torch.Tensor:
@@ -223,18 +226,19 @@ class LiteMedSAMContext(SliceWiseContext):
                 x = self.letterbox.image_tensor(self.image.array[k], self.window).to(self.engine.device)
                 return self.model.image_encoder(x)
 
-        return self._cache.get(k, compute)
+        return self._cache.get((self.window_name, k), compute)
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
         prompt.validate_against(self.image)
         plan = SlicePlan.build(self.image, prompt)
-        self.use_ct_window(prompt.box_lps)
         kept = _kept_slices(previous, prompt)
         timings: dict[str, float] = {}
+        windows = self.choose_window(plan, previous if kept else None, timings)
         probability = np.zeros(self.image.array.shape, dtype=np.float32)
-        logits_out, boxes, ious = {}, {}, {}
+        slices: dict[int, tuple] = {}  # k -> (logits, box, IoU, points, evidence)
         propagated: dict[int, np.ndarray] = {}  # box-only slices' masks before tightening
+        absent: set[int] = set()  # slices judged not to show the object
         order = plan.order()
         for n, (k, source) in enumerate(order):
             check_cancel(cancel)
@@ -242,42 +246,88 @@ class LiteMedSAMContext(SliceWiseContext):
             before = kept.get(k)
             if before is not None and before[3] == points:  # an untouched slice keeps its result
                 probability[k] = previous.probability.array[k]
-                logits_out[k], boxes[k], ious[k] = before[:3]
+                slices[k] = before
+            elif source in absent and not points:  # beyond where the object ended
+                slices[k] = (None, None, 0.0, [], {"present": False, "skipped": True})
             else:
                 if before is not None and not all(p in points for p in before[3]):
                     before = None  # a click was taken back: this slice starts afresh
-                emb = self.embedding(k, timings)
                 neighbour = None if source is None else propagated.get(source, probability[source] > 0.5)
                 prior_mask = None if previous is None else previous.mask.array[k] > 0
-                box = plan.slice_box(k, neighbour, prior_mask, None if before is None else before[1])
-                excluding = any(not positive for _, _, positive in points)
-                feedback = None if before is None or not points or excluding else before[0]
-                with timed(timings, "decode_ms"):
-                    if points:
-                        logits, iou = self.decode_clicked(emb, box, points, feedback)
-                    else:
-                        logits, iou = self.decode(emb, box, points, None)
-                        propagated[k] = self.letterbox.probability(logits) > 0.5
-                        if before is None and not prompt.box_fitted:
-                            logits, iou, box = self.tightened(emb, logits, iou, box)
+                logits, box, iou = self.decode_slice(k, plan, prompt, points, neighbour, prior_mask, before,
+                                                     propagated, timings)
                 probability[k] = self.letterbox.probability(logits)
-                if excluding:
+                if any(not positive for _, _, positive in points):
                     probability[k] = outside_box_cleared(probability[k], box)  # excluded points stay out
                 if points:
                     probability[k] = unhonoured_clicks_painted(probability[k], points, self.image.spacing[:2])
-                logits_out[k], boxes[k], ious[k] = logits.cpu(), box, iou
+                evidence = slice_evidence(self.image.array[k], probability[k], iou,
+                                          None if source is None else probability[source] > 0.5,
+                                          self.image.spacing[:2])
+                evidence["present"] = bool(points) or source is None or self.present(evidence, slices[order[0][0]][4])
+                if not evidence["present"]:
+                    probability[k] = 0.0
+                slices[k] = (logits.cpu(), box, iou, points, evidence)
+            if not slices[k][4].get("present", True):
+                absent.add(k)
             if progress is not None:
                 progress((n + 1) / len(order), f"slice {k}")
         return SegmentationResult(
             probability=self.image.with_array(probability),
             mask=self.image.with_array((probability > 0.5).astype(np.uint8)),
-            quality=float(np.mean(list(ious.values()))),
+            quality=result_quality(slices, self.engine.quality_term),
             engine=self.engine.name,
             weights=self.engine.weights_label,
             timings_ms=timings,
-            state={"box_lps": prompt.box_key(),
-                   "slices": {k: (logits_out[k], boxes[k], ious[k], plan.points.get(k, [])) for k in boxes}},
+            state={"box_lps": prompt.box_key(), "window": windows, "slices": slices},
         )
+
+    def present(self, evidence: dict, seed: dict) -> bool:
+        """Whether a propagated box-only slice shows the object (the seed slice's ``seed`` evidence)."""
+        rule = self.engine.presence
+        if rule is None:
+            return True
+        return PRESENCE_FEATURES[self.engine.presence_feature](evidence, seed) >= rule
+
+    def decode_slice(self, k, plan, prompt, points, neighbour, prior_mask, before, propagated, timings):
+        """(logits, box, IoU) of slice ``k`` from its prompts; box-only slices are tightened."""
+        emb = self.embedding(k, timings)
+        box = plan.slice_box(k, neighbour, prior_mask, None if before is None else before[1])
+        excluding = any(not positive for _, _, positive in points)
+        feedback = None if before is None or not points or excluding else before[0]
+        with timed(timings, "decode_ms"):
+            if points:
+                logits, iou = self.decode_clicked(emb, box, points, feedback)
+            else:
+                logits, iou = self.decode(emb, box, points, None)
+                propagated[k] = self.letterbox.probability(logits) > 0.5
+                if before is None and not prompt.box_fitted:
+                    logits, iou, box = self.tightened(emb, logits, iou, box)
+        return logits, box, iou
+
+    def choose_window(self, plan: SlicePlan, previous: SegmentationResult | None, timings: dict) -> dict | None:
+        """Set the CT window for this prompt and return {"name", "contrast" per window}: fixed by the
+        engine, kept from ``previous`` (same box), or (auto) the window whose tightened box-only mask
+        on the middle slice stands out most from its surroundings in HU (``contrast``)."""
+        if self.modality != "CT":
+            return None
+        if self.engine.ct_window != "auto":
+            self.use_window(self.engine.ct_window)
+            return {"name": self.engine.ct_window}
+        if previous is not None and isinstance(previous.state, dict) and previous.state.get("window"):
+            self.use_window(previous.state["window"]["name"])
+            return previous.state["window"]
+        scores = {}
+        for name in CT_WINDOWS:
+            self.use_window(name)
+            emb = self.embedding(plan.middle, timings)
+            logits, iou = self.decode(emb, plan.box, [], None)
+            logits, _, _ = self.tightened(emb, logits, iou, plan.box)
+            mask = self.letterbox.probability(logits) > 0.5
+            scores[name] = round(contrast(self.image.array[plan.middle], mask, self.image.spacing[:2]), 4)
+        name = max(scores, key=scores.get)
+        self.use_window(name)
+        return {"name": name, "contrast": scores}
 
     def decode_clicked(self, embedding: torch.Tensor, box: np.ndarray, points, feedback: torch.Tensor | None):
         """(logits, IoU) of a slice with clicks: of the decodes with the points (and ``feedback``,
