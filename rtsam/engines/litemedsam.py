@@ -57,7 +57,8 @@ from ..errors import InputError
 from ..volume import Volume
 from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_evidence import PRESENCE_FEATURES, QUALITY_TERMS, contrast, result_quality, slice_evidence
-from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
+from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, click_pixel, clip_box, detect_modality,
+                              distance_to, intensity_window, mask_box, outside_box_cleared,
                               slice_extent, unhonoured_clicks_painted)
 from .registry import weights_label
 
