@@ -35,7 +35,7 @@ def replay(run: dict, truth_total: int, feature: str | None, threshold: float) -
     for step in (1, -1):
         k = mid + step
         while k in rows:
-            if feature is not None and PRESENCE_FEATURES[feature](rows[k], rows[mid]) < threshold:
+            if feature is not None and PRESENCE_FEATURES[feature](rows[k], rows[mid], rows[k - step]) < threshold:
                 break
             kept.add(k)
             k += step
@@ -58,21 +58,20 @@ def window_runs(case: dict) -> list[dict]:
 
 
 def score(records: dict, cases: list[str], feature, threshold) -> dict:
-    """Mean box-only Dice and the margin-slice emptiness over ``cases`` under one presence rule."""
-    outs = [replay(run, records[c]["truth_total"], feature, threshold) for c in cases for run in window_runs(records[c])]
-    margin = sum(o["margin"] for o in outs)
-    return {"dice": float(np.mean([o["dice"] for o in outs])),
-            "empty_rate": sum(o["margin_empty"] for o in outs) / margin if margin else 1.0}
+    """Box-only Dice (mean over each group's cases and boxes, then over groups) and the fraction
+    of margin slices left empty over ``cases`` under one presence rule."""
+    outs: dict[str, list] = {}
+    for c in cases:
+        for run in window_runs(records[c]):
+            outs.setdefault(records[c]["group"], []).append(replay(run, records[c]["truth_total"], feature, threshold))
+    flat = [o for group in outs.values() for o in group]
+    margin = sum(o["margin"] for o in flat)
+    return {"dice": float(np.mean([np.mean([o["dice"] for o in group]) for group in outs.values()])),
+            "empty_rate": sum(o["margin_empty"] for o in flat) / margin if margin else 1.0}
 
 
-def choose_presence(records: dict, cases: list[str], min_empty: float = 0.9) -> tuple:
-    """(feature, threshold) with the best mean Dice among the rules leaving at least ``min_empty``
-    of the margin slices empty on ``cases`` (the emptiest rule when none does)."""
+def choose_presence(records: dict, cases: list[str]) -> tuple:
+    """(feature, threshold) with the best box-only Dice on ``cases`` (Dice counts the masks on
+    margin slices as false positives); ties go to the higher threshold (emptier margins)."""
     options = [(f, t) for f in PRESENCE_FEATURES for t in THRESHOLDS]
-    scored = [(score(records, cases, f, t), f, t) for f, t in options]
-    feasible = [x for x in scored if x[0]["empty_rate"] >= min_empty]
-    if feasible:
-        best = max(feasible, key=lambda x: (round(x[0]["dice"], 4), -x[2]))
-    else:
-        best = max(scored, key=lambda x: (x[0]["empty_rate"], x[0]["dice"]))
-    return best[1], best[2]
+    return max(options, key=lambda o: (round(score(records, cases, *o)["dice"], 4), o[1]))

@@ -10,7 +10,8 @@ loco_cases.py) are scored with rules chosen on the other three groups only:
 2. the full protocol (every box, ``--clicks`` clicks) runs with that fold's presence rule;
 3. quality term: the one with the highest Spearman rho against Dice over the other groups' steps;
    low-quality threshold: the best balanced accuracy at flagging Dice < FAILURE_DICE there.
-Writes benchmarks/results/loco_tune.json (and _interactive.json / .png of the click runs).
+Writes benchmarks/results/loco_tune.json, the click runs to loco_tune_interactive<--part>.json and
+a plot of them to loco_tune_interactive.png (``--skip-clicks``: from all saved click runs).
 """
 
 from __future__ import annotations
@@ -132,12 +133,30 @@ def quality_report(cases: list[dict], folds: dict) -> dict:
                                        for t in QUALITY_TERMS}}
 
 
+def before_after(cases: list[dict]) -> list[dict]:
+    """Dice of the box alone and after 3 clicks per case and box: interactive_before.json (the
+    previous engine, benchmarks/interactive_before.py) against these runs."""
+    path = RESULTS / "interactive_before.json"
+    before = json.loads(path.read_text()) if path.exists() else {}
+    rows = []
+    for case in cases:
+        for run in case["runs"]:
+            old = before.get(case["name"], {}).get(run["box"])
+            new = [s["dice"] for s in run["steps"]]
+            rows.append({"case": case["name"], "box": run["box"], "box_before": old[0] if old else None,
+                         "box_after": new[0], "click3_before": old[min(3, len(old) - 1)] if old else None,
+                         "click3_after": new[min(3, len(new) - 1)], "noc90": run["noc90"],
+                         "margin_empty": f"{run['margin_slices']['empty']}/{run['margin_slices']['count']}"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--cases", nargs="*", help="cases to run the click protocol on (default all)")
-    parser.add_argument("--skip-clicks", action="store_true", help="reuse loco_tune_interactive.json")
+    parser.add_argument("--skip-clicks", action="store_true", help="reuse the loco_tune_interactive*.json runs")
+    parser.add_argument("--part", default="", help="suffix of this run's loco_tune_interactive<part>.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache_embeddings_on_disk(Path(args.cache))
@@ -146,9 +165,10 @@ def main() -> None:
     report = {"presence_folds": {g: {"feature": f, "threshold": t, "held_out": score(records, [c for c in records if records[c]["group"] == g], f, t) if g != "all" else None}
                                  for g, (f, t) in folds.items()},
               "box_only": box_only_table(records, folds)}
-    interactive_path = RESULTS / "loco_tune_interactive.json"
+    interactive_path = RESULTS / f"loco_tune_interactive{args.part}.json"
     if args.skip_clicks:
-        cases = json.loads(interactive_path.read_text())
+        found = [c for path in sorted(RESULTS.glob("loco_tune_interactive*.json")) for c in json.loads(path.read_text())]
+        cases = list({c["name"]: c for c in reversed(found)}.values())[::-1]  # each case once
     else:
         cases = json.loads(interactive_path.read_text()) if interactive_path.exists() else []
         for name, case in all_cases().items():
@@ -164,6 +184,7 @@ def main() -> None:
     report["quality_folds"] = {g: {"term": t, "threshold": th} for g, (t, th) in qfolds.items()}
     report["quality"] = quality_report(cases, qfolds)
     report["summary"] = {c["name"]: c["summary"] for c in cases}
+    report["before_after"] = before_after(cases)
     (RESULTS / "loco_tune.json").write_text(json.dumps(to_jsonable(report), indent=1))
     plot_cases(cases, RESULTS / "loco_tune_interactive.png")
     print(json.dumps(to_jsonable({k: report[k] for k in ("presence_folds", "quality_folds", "quality")}), indent=1))

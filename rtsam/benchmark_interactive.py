@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from .engines.base import Engine, is_low_quality
+from .engines.litemedsam_prep import box_voxel_extent
 from .errors import GeometryError, InputError
 from .metrics import dice, hd95_mm, volume_ml
 from .prompts.clicks import next_clicks
@@ -88,8 +89,8 @@ def noc(dices: list[float], level: float, cap: int) -> int:
 
 def empty_margin_slices(mask: np.ndarray, truth: np.ndarray, image: Volume, box_lps: np.ndarray) -> dict:
     """Box-only result on the slices inside the box that hold no truth: how many, how many stay empty."""
-    k = image.lps_to_ijk(np.asarray(box_lps, dtype=float))[:, 2]
-    k0, k1 = max(int(np.ceil(k.min() - 1e-6)), 0), min(int(np.floor(k.max() + 1e-6)), image.array.shape[0] - 1)
+    lo, hi = box_voxel_extent(image, np.asarray(box_lps, dtype=float))
+    k0, k1 = max(int(np.ceil(lo[2] - 1e-6)), 0), min(int(np.floor(hi[2] + 1e-6)), image.array.shape[0] - 1)
     margin = [z for z in range(k0, k1 + 1) if not truth[z].any()]
     return {"count": len(margin), "empty": sum(not mask[z].any() for z in margin)}
 

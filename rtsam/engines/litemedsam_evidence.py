@@ -56,16 +56,17 @@ def slice_evidence(values: np.ndarray, probability: np.ndarray, iou: float, neig
             "contrast": contrast(values, mask, spacing), "overlap": overlap(mask, neighbour)}
 
 
-def _contrast_ratio(evidence: dict, seed: dict) -> float:
-    return min(evidence["contrast"] / max(seed["contrast"], 1e-6), 1.0)
+def _ratio(evidence: dict, reference: dict) -> float:
+    return min(evidence["contrast"] / max(reference["contrast"], 1e-6), 1.0)
 
 
-# How much a propagated slice's mask looks like the object, given the seed slice's evidence.
+# How much a propagated slice's mask looks like the object, from its evidence, the seed slice's
+# and the neighbour's it was propagated from: its contrast relative to theirs (capped at 1).
 PRESENCE_FEATURES = {
-    "overlap": lambda e, seed: e["overlap"],
-    "contrast_ratio": _contrast_ratio,
-    "overlap_x_contrast": lambda e, seed: e["overlap"] * _contrast_ratio(e, seed),
-    "iou": lambda e, seed: e["iou"],
+    "contrast_vs_seed": lambda e, seed, neighbour: _ratio(e, seed),
+    "contrast_vs_neighbour": lambda e, seed, neighbour: _ratio(e, neighbour),
+    "contrast_vs_both": lambda e, seed, neighbour: float(np.sqrt(_ratio(e, seed) * _ratio(e, neighbour))),
+    "overlap_x_contrast_vs_neighbour": lambda e, seed, neighbour: e["overlap"] * _ratio(e, neighbour),
 }
 
 # Per-slice quality terms; a result's quality is their area-weighted mean over slices with a mask.
