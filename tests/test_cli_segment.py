@@ -40,6 +40,7 @@ def test_segment_writes_mask_and_json(files, capsys):
     assert summary["engine"] == "litemedsam" and summary["weights"].startswith("lite_medsam.pth@sha256:")
     assert summary["volume_ml"] == pytest.approx(mask.array.sum() * mask.voxel_volume_ml, abs=1e-3)
     assert summary["out"] == str(out)
+    assert summary["low_quality"] == (summary["quality"] < 0.5)
     assert 2 * (mask.array.astype(bool) & truth).sum() / (mask.array.sum() + truth.sum()) > 0.3
 
 

@@ -199,3 +199,17 @@ def test_margin_slices_without_the_lesion_stay_empty(data, engine):
     assert per_slice[2:4].sum() == 0 and per_slice[4:].min() > 300
     off = load_engine("litemedsam", presence=None).open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
     assert off.mask.array[2:4].sum() > 300  # without the rule LiteMedSAM paints them
+
+
+def test_quality_flags_a_failed_box(brain, engine):
+    """brain1 with a box exactly on the label (no margin) fails (3D Dice < 0.1: LiteMedSAM misses
+    the lesion on most slices); with 5 mm it works (0.85). The quality ranks them and flags only
+    the failure."""
+    from rtsam.metrics import dice
+
+    image, label = brain
+    context = engine.open(image)
+    tight, loose = (context.predict(Prompt(box_lps=box_from_label(label, m))) for m in (0.0, 5.0))
+    assert dice(tight.mask, label) < 0.2 and dice(loose.mask, label) > 0.8
+    assert tight.quality < loose.quality - 0.1
+    assert tight.summary()["low_quality"] and not loose.summary()["low_quality"]
