@@ -79,7 +79,7 @@ BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending cli
 TIGHTEN_STEPS = 2  # re-decodes of a box-only slice with the box of its own mask
 PRESENCE_FEATURE, PRESENCE_THRESHOLD = "contrast_vs_neighbour", 0.45  # chosen by benchmarks/loco_tune.py
 # Chosen by benchmarks/loco_tune.py: the quality term, and the raw value mapped onto LOW_QUALITY.
-QUALITY_TERM, QUALITY_AT_LOW = "iou_x_stability", 0.5
+QUALITY_TERM, QUALITY_AT_LOW = "iou_x_stability", 0.64
 TIGHTEN_PAD = 2.0  # 256-grid pixels around a mask box when tightening (within MedSAM's box jitter)
 
 
