@@ -26,10 +26,11 @@ class _State:
 
 
 class Session:
-    def __init__(self, image: Volume, engine: Engine):
+    def __init__(self, image: Volume, engine: Engine, context=None):
+        """``context``: an open engine context on ``image`` to share (its cached embeddings)."""
         self.image = image
         self.engine = engine
-        self._context = engine.open(image)
+        self._context = engine.open(image) if context is None else context
         self._state = _State(Prompt(), None)
         self._undo: list[_State] = []
         self._redo: list[_State] = []

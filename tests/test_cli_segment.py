@@ -41,6 +41,7 @@ def test_segment_writes_mask_and_json(files, capsys):
     assert summary["volume_ml"] == pytest.approx(mask.array.sum() * mask.voxel_volume_ml, abs=1e-3)
     assert summary["out"] == str(out)
     assert (summary["device"], summary["gpu"]) == ("cpu", None)  # --device auto on a machine without CUDA
+    assert summary["low_quality"] == (summary["quality"] < 0.5)
     assert 2 * (mask.array.astype(bool) & truth).sum() / (mask.array.sum() + truth.sum()) > 0.3
 
 

@@ -1,9 +1,17 @@
-"""``rtsam benchmark interactive``: Dice after a label box and after each simulated click."""
+"""``rtsam benchmark interactive``: Dice after a label box and after each simulated click,
+for one image/label pair or a folder (or manifest) of cases."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 from ..devices import add_device_argument
-from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table
+from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
+
+STEP_COLUMNS = ["step", "positive", "dice", "volume_error_ml", "hd95_mm", "quality", "low_quality", "embed_ms",
+                "decode_ms", "total_ms"]
 
 
 def register(subparsers) -> None:
@@ -11,11 +19,15 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     q = sub.add_parser(
         "interactive", help="box from the label plus a margin, then simulated clicks",
-        description="Box from the label plus --margin-mm, then --clicks clicks, each at the centre of the "
-        "largest error region (positive for a false negative); prints Dice and timings per step.",
+        description="Box from the label plus a margin, then simulated clicks, each at the centre of the largest "
+        "error region (positive for a false negative); prints Dice, volume error, HD95, quality and time per "
+        "step. With --cases: every case of a folder (<name>_image.* / <name>_label.*) or JSON manifest, for box "
+        "margins 0, 3, 5, 10 mm and a seeded jittered box, up to --clicks clicks, with NoC@85 / NoC@90.",
     )
-    q.add_argument("--image", required=True, help="image file or DICOM folder")
-    q.add_argument("--label", required=True, help="0/1 label on the image's grid")
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="image file or DICOM folder (one case, with --label)")
+    source.add_argument("--cases", help="case folder or JSON manifest [{name, image, label}]")
+    q.add_argument("--label", help="0/1 label on the image's grid")
     q.add_argument("--engine", help="engine name (default litemedsam)")
     q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
     add_ct_window(q)
@@ -23,26 +35,76 @@ def register(subparsers) -> None:
     add_device_argument(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
-    q.add_argument("--margin-mm", type=float, default=5.0, help="box margin around the label (default 5 mm)")
-    q.add_argument("--clicks", type=int, default=3, help="number of simulated clicks (default 3)")
+    q.add_argument("--margin-mm", type=float, default=5.0, help="one case: box margin around the label (default 5)")
+    q.add_argument("--margins", type=float, nargs="+", default=[0.0, 3.0, 5.0, 10.0],
+                   help="--cases: box margins in mm (default 0 3 5 10)")
+    q.add_argument("--jitter-mm", type=float, default=3.0, help="--cases: jittered box, faces moved up to this (0: none)")
+    q.add_argument("--seed", type=int, default=0, help="--cases: seed of the jittered box")
+    q.add_argument("--clicks", type=int, help="simulated clicks (default 3; 10 with --cases)")
     q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--out", help="--cases: also write the JSON report here")
+    q.add_argument("--plot", help="--cases: write a PNG of Dice against clicks per case here")
     q.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..benchmark_interactive import run_interactive
     from ..engines.registry import load_engine
     from ..errors import InputError
-    from ..io import read_image
 
-    if args.clicks < 0 or args.margin_mm < 0:
-        raise InputError("--clicks and --margin-mm must be >= 0")
-    image, label = read_image(args.image), read_image(args.label)
+    clicks = args.clicks if args.clicks is not None else (10 if args.cases else 3)
+    if clicks < 0 or args.margin_mm < 0 or min(args.margins) < 0 or args.jitter_mm < 0:
+        raise InputError("--clicks, --margin-mm, --margins and --jitter-mm must be >= 0")
+    if args.image and not args.label:
+        raise InputError("--image needs --label")
+    if args.cases:
+        from ..benchmark_cases import find_cases
+        cases = find_cases(args.cases)  # bad input fails before the engine loads
+    else:
+        from ..benchmark_interactive import check_pair
+        from ..io import read_image
+        image, label = read_image(args.image), read_image(args.label)
+        check_pair(image, label)
     engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device, **engine_options(args))
-    report = run_interactive(image, label, engine, clicks=args.clicks, margin_mm=args.margin_mm)
+    if args.cases:
+        return run_cases(args, cases, engine, clicks)
+    return run_one(args, image, label, engine, clicks)
+
+
+def run_one(args, image, label, engine, clicks: int) -> int:
+    from ..benchmark_interactive import run_interactive
+
+    report = run_interactive(image, label, engine, clicks=clicks, margin_mm=args.margin_mm)
     if args.json:
         print_json({**report, "image": args.image, "label": args.label})
     else:
         print(f"engine {report['engine']} ({report['weights']})")
-        print_table(report["steps"], ["step", "positive", "dice", "quality", "embed_ms", "decode_ms", "total_ms"])
+        print_table(report["steps"], STEP_COLUMNS)
+        m = report["margin_slices"]
+        print(f"NoC@85 {report['noc85']}  NoC@90 {report['noc90']}  margin slices left empty {m['empty']}/{m['count']}")
+    return 0
+
+
+def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
+    from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, table_rows
+    from ..benchmark_interactive import run_case
+    from ..io import read_image
+
+    results = []
+    for case in cases:
+        print(f"case {case['name']}", file=sys.stderr, flush=True)
+        image, label = read_image(case["image"]), read_image(case["label"])
+        report = run_case(image, label, engine, clicks=clicks, margins=args.margins, jitter_mm=args.jitter_mm,
+                          seed=args.seed, progress=lambda box: print(f"  {box}", file=sys.stderr, flush=True))
+        results.append({"name": case["name"], "image": str(case["image"]), "label": str(case["label"]), **report})
+        results[-1]["summary"] = case_summary(results[-1])
+    report = {"engine": engine.name, "weights": engine.weights_label, "clicks": clicks, "cases": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(to_jsonable(report), indent=1))
+    if args.plot:
+        plot_cases(results, args.plot)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"engine {engine.name} ({engine.weights_label})")
+        print_table(table_rows(results), TABLE_COLUMNS)
     return 0

@@ -60,8 +60,8 @@ def progress_bar(total: float = 1.0, desc: str = ""):
 def add_ct_window(parser) -> None:
     """``--ct-window`` for the litemedsam engine (names from rtsam.engines.litemedsam_prep.CT_WINDOWS)."""
     parser.add_argument("--ct-window", choices=("auto", "lung", "soft-tissue"), default="auto",
-                        help="litemedsam CT window: auto (lung for a box at least 20%% aerated, else soft "
-                             "tissue), lung (W1500/L-600) or soft-tissue (W400/L40)")
+                        help="litemedsam CT window: auto (of the two, the one whose mask on the box's middle slice "
+                             "stands out most from its surroundings), lung (W1500/L-600) or soft-tissue (W400/L40)")
 
 
 def add_prompt_policy(parser) -> None:

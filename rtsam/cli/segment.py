@@ -89,7 +89,7 @@ def segment(args, image_path) -> int:
         print_json(summary)
     else:
         print(f"{path}: {summary['volume_ml']} mL, engine {summary['engine']} ({summary['weights']}), "
-              f"quality {summary['quality']}")
+              f"quality {summary['quality']}" + (" (low quality, review)" if summary["low_quality"] else ""))
     return 0
 
 

@@ -21,6 +21,8 @@ import numpy as np
 from ..errors import CancelledError, InputError
 from ..volume import Volume
 
+LOW_QUALITY = 0.5  # results whose quality is below this are flagged "low quality, review"
+
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short message."""
 
@@ -98,6 +100,7 @@ class SegmentationResult:
             "engine": self.engine,
             "weights": self.weights,
             "quality": None if self.quality is None else round(float(self.quality), 4),
+            "low_quality": is_low_quality(self.quality),
             "volume_ml": round(float(self.mask.array.sum()) * self.mask.voxel_volume_ml, 3),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             **({"info": self.info} if self.info else {}),
@@ -189,6 +192,11 @@ class Engine(ABC):
 
     def segment(self, image: Volume, prompt: Prompt, **kwargs) -> SegmentationResult:
         return self.open(image).predict(prompt, **kwargs)
+
+
+def is_low_quality(quality: float | None) -> bool:
+    """Whether a result of this quality should be reviewed (None: the engine gives no quality)."""
+    return quality is not None and quality < LOW_QUALITY
 
 
 def check_image(image: Volume) -> None:

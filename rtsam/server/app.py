@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader
 
 from .. import __version__
 from ..devices import device_info
-from ..engines.base import Engine, SegmentationResult
+from ..engines.base import Engine, SegmentationResult, is_low_quality
 from ..errors import CancelledError, RTSAMError
 from . import API_VERSION, wire
 from .admission import Scheduler, ServiceTimes
@@ -261,6 +261,7 @@ def result_frame(result: SegmentationResult, result_id: str, probability: bool) 
     if probability:
         volumes["probability"] = result.probability
     meta = {"result_id": result_id, "quality": None if result.quality is None else float(result.quality),
+            "low_quality": is_low_quality(result.quality),
             "engine": result.engine, "weights": result.weights,
             "timings_ms": {k: float(v) for k, v in result.timings_ms.items()}, "info": result.info}
     return wire.encode_volumes(volumes, meta)

@@ -1,0 +1,66 @@
+"""Box-only LiteMedSAM results on every tuning case, box and CT window, slice by slice, with the
+presence rule off: what leave-one-case-out tuning (loco_tune.py) replays rules on.
+
+    PYTHONPATH=. python benchmarks/loco_collect.py [--cache /tmp/rtsam_embeddings]
+writes benchmarks/results/loco_slices.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from loco_cases import all_cases, cache_embeddings_on_disk
+from rtsam.benchmark_interactive import box_variants
+from rtsam.engines.base import Prompt
+from rtsam.engines.registry import load_engine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def slice_rows(result, truth: np.ndarray) -> list[dict]:
+    """One row per decoded slice: its evidence, propagation source, predicted/true/overlap areas."""
+    rows = []
+    for k, (_, _, _, _, evidence) in sorted(result.state["slices"].items()):
+        pred = result.mask.array[k] > 0
+        rows.append({"k": int(k), **evidence, "truth": int(truth[k].sum()), "inter": int((pred & truth[k]).sum())})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
+    parser.add_argument("--cases", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cache_embeddings_on_disk(Path(args.cache))
+    out_path = RESULTS / "loco_slices.json"
+    out = json.loads(out_path.read_text()) if out_path.exists() else {}
+    for name, case in all_cases().items():
+        if args.cases and name not in args.cases:
+            continue
+        image, label = case["image"], case["label"]
+        truth = label.array > 0
+        is_ct = float(image.array.min()) < -500
+        for window in ("lung", "soft-tissue") if is_ct else ("auto",):
+            engine = load_engine("litemedsam", ct_window=window, presence=None)
+            context = engine.open(image)
+            for box_name, box in box_variants(label).items():
+                start = time.time()
+                result = context.predict(Prompt(box_lps=box))
+                k = image.lps_to_ijk(box)[:, 2]
+                out.setdefault(name, {"group": case["group"], "truth_total": int(truth.sum()), "runs": []})
+                out[name]["runs"] = [r for r in out[name]["runs"] if (r["box"], r["window"]) != (box_name, window)]
+                out[name]["runs"].append({"box": box_name, "window": window, "k_box": [float(k.min()), float(k.max())],
+                                          "slices": slice_rows(result, truth)})
+                print(name, window, box_name, round(time.time() - start, 1), "s", flush=True)
+            out_path.write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
