@@ -98,8 +98,12 @@ def _skipped_note(scan: Scan) -> str:
 
 
 def _unreadable_note(scan: Scan) -> str:
-    unreadable = [p for p, reason in scan.skipped if reason.startswith("cannot read")]
-    return f" ({len(unreadable)} unreadable files left out, e.g. {unreadable[0].name})" if unreadable else ""
+    """Names the files left out as unreadable or without pixel data: a gap in the series is likely theirs."""
+    unreadable = [p for p, reason in scan.skipped
+                  if reason.startswith("cannot read") or reason.endswith("without image pixel data")]
+    if not unreadable:
+        return ""
+    return f" ({len(unreadable)} truncated or corrupt files left out, e.g. {unreadable[0]})"
 
 
 def _unique_instances(scan: Scan, prefer: Path | None) -> list[Slice]:
