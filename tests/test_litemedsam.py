@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import SlicePlan
+from rtsam.engines.litemedsam import PRESENCE_THRESHOLD, SlicePlan
 from rtsam.engines.litemedsam_prep import Letterbox, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
@@ -195,15 +195,16 @@ def test_margin_slices_without_the_lesion_stay_empty(data, engine):
     image = read_image(data / "pyradiomics/lung2_image.nrrd")
     label = read_image(data / "pyradiomics/lung2_label.nrrd")
     image, label = slab(image, 11, 18), slab(label, 11, 18)
-    result = engine.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
+    rule = load_engine("litemedsam", presence=PRESENCE_THRESHOLD)  # opt-in (see the engine's docstring)
+    result = rule.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
     per_slice = result.mask.array.sum(axis=(1, 2))
     assert per_slice[2:4].sum() == 0 and per_slice[4:].min() > 300
-    off = load_engine("litemedsam", presence=None).open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
-    assert off.mask.array[2:4].sum() > 300  # without the rule LiteMedSAM paints them
+    off = engine.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
+    assert off.mask.array[2:4].sum() > 300  # without the rule (the default) LiteMedSAM paints them
 
 
 def test_quality_flags_a_failed_box(brain, engine):
-    """brain1 with a box exactly on the label (no margin) fails (3D Dice < 0.2: LiteMedSAM misses
+    """brain1 with a box exactly on the label (no margin) fails (3D Dice 0.36: LiteMedSAM misses
     the lesion on most slices); with 5 mm it works (0.85). The quality ranks them and flags the
     failure."""
     from rtsam.metrics import dice
@@ -211,6 +212,6 @@ def test_quality_flags_a_failed_box(brain, engine):
     image, label = brain
     context = engine.open(image)
     tight, loose = (context.predict(Prompt(box_lps=box_from_label(label, m))) for m in (0.0, 5.0))
-    assert dice(tight.mask, label) < 0.2 and dice(loose.mask, label) > 0.8
+    assert dice(tight.mask, label) < 0.4 and dice(loose.mask, label) > 0.8
     assert tight.quality < loose.quality - 0.1
     assert tight.summary()["low_quality"]
