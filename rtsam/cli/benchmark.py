@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..devices import add_device_argument
-from .common import add_ct_window, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
+from .common import add_ct_window, add_engine_arguments, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
 
 STEP_COLUMNS = ["step", "positive", "dice", "volume_error_ml", "hd95_mm", "quality", "low_quality", "embed_ms",
                 "decode_ms", "total_ms"]
@@ -28,11 +27,9 @@ def register(subparsers) -> None:
     source.add_argument("--image", help="image file or DICOM folder (one case, with --label)")
     source.add_argument("--cases", help="case folder or JSON manifest [{name, image, label}]")
     q.add_argument("--label", help="0/1 label on the image's grid")
-    q.add_argument("--engine", help="engine name (default litemedsam)")
-    q.add_argument("--checkpoint", help="weights file replacing the engine's registered weights")
+    add_engine_arguments(q)
     add_ct_window(q)
     add_prompt_policy(q)
-    add_device_argument(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
     q.add_argument("--margin-mm", type=float, default=5.0, help="one case: box margin around the label (default 5)")

@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from ..devices import add_device_argument
+
 
 def to_jsonable(value):
     if isinstance(value, dict):
@@ -55,6 +57,13 @@ def progress_bar(total: float = 1.0, desc: str = ""):
         bar.refresh()
 
     return bar, callback
+
+
+def add_engine_arguments(parser, checkpoint_help: str = "weights file replacing the engine's registered weights") -> None:
+    """``--engine``, ``--checkpoint`` and ``--device`` of every command that runs a model."""
+    parser.add_argument("--engine", help="engine name (default litemedsam; see rtsam/engines/models.json)")
+    parser.add_argument("--checkpoint", help=checkpoint_help)
+    add_device_argument(parser)
 
 
 def add_ct_window(parser) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..devices import add_device_argument
 from ..errors import InputError
-from .common import print_json, print_table, progress_bar
+from .common import add_engine_arguments, print_json, print_table, progress_bar
 from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 # rtsam.itv.pipeline.PROPAGATIONS, spelled out: importing rtsam.itv loads scipy on every rtsam start
@@ -29,9 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--propagation", choices=PROPAGATIONS, default="rigid",
                    help="rigid (default) / deformable: register the reference phase onto each phase and carry its "
                         "mask (the init mask, else the engine's result); engine: segment every phase with the engine")
-    p.add_argument("--engine", default=None, help="segmentation engine (default litemedsam)")
-    p.add_argument("--checkpoint", help="weights file for the engine")
-    add_device_argument(p)
+    add_engine_arguments(p)
     p.add_argument("--phase-masks-dir", metavar="DIR", help="also write the filtered per-phase masks here")
     p.add_argument("--mip-out", metavar="FILE", help="also write the MIP-based ITV")
     p.add_argument("--window", type=int, default=3, help="temporal window in phases (odd, default 3)")

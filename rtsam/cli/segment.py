@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..devices import add_device_argument
-from .common import add_ct_window, add_prompt_policy, engine_options, print_json, progress_bar
+from .common import add_ct_window, add_engine_arguments, add_prompt_policy, engine_options, print_json, progress_bar
 from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 
@@ -22,12 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--box", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"), help="box in LPS mm")
     p.add_argument("--click", nargs=4, action="append", default=[], metavar=("X", "Y", "Z", "pos|neg"),
                    help="refinement click in LPS mm (repeatable)")
-    p.add_argument("--engine", help="engine name (default litemedsam; see models.json)")
-    p.add_argument("--checkpoint",
-                   help="weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
+    add_engine_arguments(p, "weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     add_ct_window(p)
     add_prompt_policy(p)
-    add_device_argument(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_pacs_options(p, "IMAGE")  # --to-pacs sends the mask as a DICOM SEG on IMAGE's series (<out stem>.seg.dcm)
     p.set_defaults(func=run)

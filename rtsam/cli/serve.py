@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..devices import add_device_argument
 from ..errors import InputError
-from .common import add_prompt_policy, print_json
+from .common import add_engine_arguments, add_prompt_policy, print_json
 
 
 def register(subparsers) -> None:
@@ -18,9 +17,7 @@ def register(subparsers) -> None:
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", help="require this key in the X-API-Key header")
     key.add_argument("--api-key-file", help="file with one accepted key per line")
-    p.add_argument("--engine", help="engine name (default: litemedsam)")
-    p.add_argument("--checkpoint", help="weights file for the engine")
-    add_device_argument(p)
+    add_engine_arguments(p)
     add_prompt_policy(p)
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="do not torch.compile the engine at start-up (default on CUDA: compile, eager on failure)")
