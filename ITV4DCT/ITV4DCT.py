@@ -235,3 +235,14 @@ class ITV4DCTTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.array_equal(out["itv"].array > 0, np.any([m.array for m in out["phase_masks"]], axis=0)))
         self.assertEqual(out["outputs"].phaseSequence.GetNumberOfDataNodes(), 2)
         self.delayDisplay("ITV Dice %.3f" % out["dice_itv"])
+        self.export_dicom(out["outputs"])
+
+    def export_dicom(self, outputs):
+        import tempfile
+
+        from rtsam.io import read_rtstruct
+
+        with tempfile.TemporaryDirectory(dir=slicer.app.temporaryPath) as folder:
+            written = ITV4DCTLogic().exportDicom(outputs, folder)
+            self.assertEqual(read_rtstruct(written["path"]).names, ["ITV", "GTV_phase00", "GTV_phase01"])
+        self.delayDisplay("ITV exported as DICOM RTSTRUCT")
