@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 import pydicom
 import pytest
 
 from conftest import oblique_direction
+from rtsam.cli import main
 from rtsam.dvh import DVH, compute_dvh, reference_dvhs, structure_dvh, supersampled_grid
 from rtsam.errors import InputError
 from rtsam.io import read_rtdose, read_rtstruct
@@ -150,6 +153,15 @@ def test_end_caps_at_the_end_planes_agree_with_the_planning_system(breast_case):
     assert abs(ours[scar].mean_gy / refs[scar].mean_gy - 1) > 0.02  # what the default end caps give
     with pytest.raises(InputError, match="end caps"):
         structure_dvh(dose, structures, "Scar", end_caps="round")
+
+
+def test_dvh_command_takes_the_end_caps(rt_case, breast_case, capsys):
+    dose, structures, refs, ours = breast_case
+    assert main(["dvh", str(rt_case / "rtdose.dcm"), str(rt_case / "rtss.dcm"), "--structures", "Scar",
+                 "--end-caps", "plane", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row == structure_dvh(dose, structures, "Scar", end_caps="plane").to_dict()
+    assert row["volume_cc"] < ours[structures.roi_number("Scar")].volume_cc
 
 
 def test_body_differs_only_by_volume_the_planning_system_left_out(breast_case):
