@@ -7,6 +7,7 @@ shared helpers come from RTSAMCommon (installed beside this module by RTInjurySA
 from pathlib import Path
 from typing import Annotated
 
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode
@@ -36,7 +37,10 @@ an ROI box, or a task text.</li>
 <li>Click <b>Apply</b>: every phase is segmented, filtered for phase coherence, and the union
 is stored as the <b>ITV</b> segment on the reference geometry.</li>
 <li>Browse the per-phase masks with the sequence browser; the table and plot give the
-per-phase volume and tumour centroid motion (RAS mm).</li></ol>"""
+per-phase volume and tumour centroid motion (RAS mm).</li>
+<li><b>Export DICOM...</b> writes the ITV and each phase's mask (ITV, GTV_phase00, ...) as one
+RTSTRUCT or SEG on the reference phase's DICOM series (or, when the phase was not loaded from
+DICOM, on a CT series of it written beside).</li></ol>"""
         self.parent.acknowledgementText = """
 Methods from "ITV4DCT: internal target volume delineation on 4DCT with phase-coherent
 filtering" and "RTInjurySAM: progressive prompting of a 3D SAM for radiotherapy-induced
@@ -58,6 +62,7 @@ class ITV4DCTParameterNode:
     weights: Path  # the chosen engine's weights when it ships none (sam3d, sam3); empty: its own
     serverUrl: str = "http://localhost:8765"
     outputSegmentation: vtkMRMLSegmentationNode
+    dicomFormat: Annotated[str, Choice(["RTSTRUCT", "SEG"])] = "RTSTRUCT"
 
 
 class ITV4DCTLogic(ScriptedLoadableModuleLogic, ITV4DCTLib.ITV4DCTLogic):
@@ -95,6 +100,7 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPa
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         self.ui.showPlotButton.connect("clicked(bool)", self.onShowPlot)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
         self.ui.apiKeyLineEdit.connect("textChanged(QString)", self.setApiKey)
         self.ui.cancelButton.enabled = False
@@ -140,7 +146,7 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPa
         self.ui.initSegmentationSelector.enabled = self.ui.initSegmentLineEdit.enabled = kind == "existing segment"
         self.ui.roiSelector.enabled = kind == "ROI box"
         self.ui.applyButton.enabled = bool(node and node.inputSequence and node.outputSegmentation) and self._job is None
-        self.ui.showPlotButton.enabled = self._outputs is not None
+        self.ui.showPlotButton.enabled = self.ui.exportDicomButton.enabled = self._outputs is not None
 
     def _initSegmentId(self):
         """The chosen initial segment, copied into the output segmentation (the ITV goes beside it):
@@ -178,6 +184,22 @@ class ITV4DCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, BackendPa
     def onShowPlot(self):
         slicer.modules.plots.logic().ShowChartInLayout(self._outputs.chart)
 
+    def onExportDicom(self):
+        """The ITV and phase masks as one DICOM RTSTRUCT or SEG in a chosen folder."""
+        from ITV4DCTLib.dicom_export import FORMATS
+
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder for the ITV DICOM export")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
+            written = self.logic.exportDicom(self._outputs, folder, FORMATS[self._parameterNode.dicomFormat])
+            notes = [f"Wrote {written['path']}."]
+            if written["written_reference_series"]:
+                notes.append("The reference phase's DICOM series is not in the DICOM database: it was written as a "
+                             f"CT series in {written['written_reference_series']}, which the export references.")
+            notes += [f"{name} is empty and left out." for name in written["empty_phases"]]
+            slicer.util.infoDisplay("\n".join(notes), windowTitle="ITV4DCT DICOM export")
+
 
 class ITV4DCTTest(ScriptedLoadableModuleTest):
     """Runs the same scenario as tests/test_slicer_itv4dct.py (the ITV as a job on the local rtsam server);
@@ -213,3 +235,14 @@ class ITV4DCTTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.array_equal(out["itv"].array > 0, np.any([m.array for m in out["phase_masks"]], axis=0)))
         self.assertEqual(out["outputs"].phaseSequence.GetNumberOfDataNodes(), 2)
         self.delayDisplay("ITV Dice %.3f" % out["dice_itv"])
+        self.export_dicom(out["outputs"])
+
+    def export_dicom(self, outputs):
+        import tempfile
+
+        from rtsam.io import read_rtstruct
+
+        with tempfile.TemporaryDirectory(dir=slicer.app.temporaryPath) as folder:
+            written = ITV4DCTLogic().exportDicom(outputs, folder)
+            self.assertEqual(read_rtstruct(written["path"]).names, ["ITV", "GTV_phase00", "GTV_phase01"])
+        self.delayDisplay("ITV exported as DICOM RTSTRUCT")

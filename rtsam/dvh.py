@@ -9,7 +9,12 @@ finer than the dose grid (each dose voxel split into f x f x f sub-voxels, f cho
 grid over the structure holds at most ``max_voxels``, sub-voxels no smaller than
 ``min_spacing_mm``) and the dose is linearly interpolated at the sub-voxel centres. Contours
 are planar: a sub-voxel takes the nearest contour plane within half the plane spacing
-(each contour stands for a slab one plane spacing thick, as planning systems do).
+(each contour stands for a slab one plane spacing thick). ``end_caps`` sets where the
+structure ends: "slab" (default) keeps the half slab beyond its first and last contour
+plane (dicompyler-core does the same, and a structure exported from a voxel mask is then
+read back whole); "plane" ends it at those planes, as the planning system of the real
+breast case does (tests/test_dvh.py: mean doses within 1% or one 0.01 Gy bin of its DVHs,
+where "slab" is off by up to 2.3% and its small volumes by up to 73%).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GeometryError, InputError
+from .io.rasterize import contour_normal
 from .volume import Volume
 
 DOSE_UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
+END_CAPS = ("slab", "plane")
 
 
 @dataclass
@@ -158,16 +165,34 @@ def supersampled_grid(dose: Volume, points_lps: np.ndarray, max_voxels: float = 
     )
 
 
-def structure_dvh(dose: Volume, structures, name: str, max_voxels: float = 4e6, allow_frame_mismatch: bool = False) -> DVH:
+def structure_dvh(dose: Volume, structures, name: str, max_voxels: float = 4e6, allow_frame_mismatch: bool = False,
+                  end_caps: str = "slab") -> DVH:
     """DVH of an RTSTRUCT structure (``rtsam.io.StructureSet``) on a supersampled dose grid."""
+    if end_caps not in END_CAPS:
+        raise InputError(f"end caps must be one of {', '.join(END_CAPS)}, got {end_caps!r}")
     structure = structures.structure(name)
     if not structure.contours:
         raise InputError(f"structure {structure.name!r} has no contours", structures.path)
     grid = supersampled_grid(dose, np.concatenate(structure.contours), max_voxels)
     mask = structures.mask(structure.name, grid, allow_frame_mismatch=allow_frame_mismatch)
+    if end_caps == "plane":
+        mask = _between_end_planes(mask, structure.contours)
     dvh = compute_dvh(dose, mask, name=structure.name)
-    dvh.metadata.update(roi_number=structure.number, supersampling=grid.metadata["supersampling"])
+    dvh.metadata.update(roi_number=structure.number, supersampling=grid.metadata["supersampling"], end_caps=end_caps)
     return dvh
+
+
+def _between_end_planes(mask: Volume, contours: list[np.ndarray]) -> Volume:
+    """The mask cut at the first and last contour plane (a single-plane structure keeps its slab)."""
+    normal = contour_normal(contours)
+    planes = [float(np.mean(c @ normal)) for c in contours]
+    if max(planes) - min(planes) < 1e-3:
+        return mask
+    k, j, i = np.indices(mask.array.shape, sparse=True)
+    step = (mask.direction * np.asarray(mask.spacing)).T @ normal  # along the normal per i, j, k
+    position = float(np.asarray(mask.origin) @ normal) + i * step[0] + j * step[1] + k * step[2]
+    inside = (position >= min(planes) - 1e-3) & (position <= max(planes) + 1e-3)
+    return mask.with_array((mask.array * inside).astype(mask.array.dtype))
 
 
 def reference_dvhs(rtdose_path: str | Path) -> dict[int, DVH]:

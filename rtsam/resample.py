@@ -42,6 +42,22 @@ def resample_to(volume: Volume, reference: Volume, interpolation: str = "linear"
     )
 
 
+def same_voxel_centres(a: Volume, b: Volume, atol_mm: float = 1e-3) -> bool:
+    """Whether two grids hold the same voxel centres, whatever the order or sense of their axes."""
+    if sorted(a.array.shape) != sorted(b.array.shape) or not np.allclose(sorted(a.spacing), sorted(b.spacing), atol=atol_mm):
+        return False
+    distances = np.linalg.norm(a.corners_lps()[:, None] - b.corners_lps()[None], axis=2)
+    return bool(np.all(distances.min(axis=1) < atol_mm))
+
+
+def on_same_voxels(volume: Volume, grid: Volume) -> Volume:
+    """``volume`` on ``grid`` when both hold the same voxel centres (axes flipped or swapped: exact,
+    nearest neighbour at coinciding centres); otherwise unchanged, for the caller's grid check to name."""
+    if volume.same_grid(grid) or not same_voxel_centres(volume, grid):
+        return volume
+    return resample_to(volume, grid, "nearest")
+
+
 def overlap_fraction(moving: Volume, reference: Volume) -> float:
     """Fraction of ``moving``'s voxel centres (sampled on a coarse lattice) inside ``reference``'s extent."""
     axes = [np.unique(np.linspace(0, n - 1, min(n, MAX_OVERLAP_SAMPLES)).round()) for n in moving.size_ijk]

@@ -13,7 +13,11 @@ from dicom_tools import dciodvfy_errors
 from rtsam.cli import main
 from rtsam.io import read_image, read_rtstruct
 from rtsam.io.dicom_export import read_reference
-from rtsam.itv.dicom_out import write_itv_dicom
+from conftest import oblique_direction
+from rtsam.errors import InputError
+from rtsam.itv.dicom_out import export_itv_dicom, write_itv_dicom
+from rtsam.resample import on_same_voxels, same_voxel_centres
+from rtsam.volume import Volume
 from test_itv_cli import small_case  # noqa: F401 (fixture)
 
 NAMES = ["ITV", "GTV_phase00", "GTV_phase01", "GTV_phase02"]
@@ -88,3 +92,25 @@ def test_empty_phase_masks_are_left_out_and_named(dicom_4dct, tmp_path):
     assert left_out == ["GTV_phase01"] and read_rtstruct(path).names == ["ITV", "GTV_phase00"]
     with pytest.raises(Exception, match="ITV is empty"):
         write_itv_dicom(empty, [mask], reference, tmp_path / "none.dcm")
+
+
+def test_export_moves_the_masks_onto_a_series_that_sorts_its_slices_the_other_way(tmp_path):
+    """A phase whose k axis runs against the slice normal (oblique, non-DICOM input): the written series
+    holds the same voxels in the other order, and the structures land on them exactly."""
+    direction = oblique_direction()
+    direction[:, 2] *= -1
+    k, j, i = np.mgrid[0:6, 0:9, 0:11]
+    phase = Volume((100 * k + 10 * j + i).astype(np.int16), (1.0, 1.5, 2.5), (10.0, -20.0, 5.0), direction)
+    itv = phase.with_array(((abs(i - 5) < 4) & (abs(j - 4) < 3) & (k < 4)).astype(np.uint8))
+    phases = [itv.with_array(itv.array * (k < 2)), itv.with_array(itv.array * (k >= 1))]
+    written = export_itv_dicom(itv, phases, phase, tmp_path / "itv.dcm")
+    series = read_reference(written["written_reference_series"])
+    assert same_voxel_centres(series.volume, phase) and not series.volume.same_grid(phase)
+    structures = read_rtstruct(written["path"])
+    for name, mask in zip(NAMES, [itv, *phases]):
+        assert np.array_equal(structures.mask(name, series.volume).array, on_same_voxels(mask, series.volume).array)
+    assert np.array_equal(on_same_voxels(series.volume, phase).array, phase.array)  # the CT written voxel for voxel
+    shifted = Volume(itv.array, itv.spacing, (10.5, -20.0, 5.0), direction)
+    assert on_same_voxels(shifted, series.volume) is shifted  # other voxels: left for the export to refuse
+    with pytest.raises(InputError, match="not on the grid of the reference series"):
+        export_itv_dicom(shifted, [shifted], phase, tmp_path / "off.dcm", reference=series)

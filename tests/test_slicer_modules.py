@@ -154,6 +154,15 @@ def bound_widgets(module: str) -> list[tuple[str, str, str, list[str]]]:
 
 
 @pytest.mark.parametrize("module", MODULES)
+def test_every_widget_the_module_uses_is_in_its_ui(module):
+    """``self.ui.<name>`` (slicer.util.childWidgetVariables) of the module and its shared widget mixins."""
+    sources = [ROOT / module / f"{module}.py", ROOT / "RTInjurySAM" / "RTSAMCommon" / "slicer_app.py"]
+    used = {m for path in sources for m in re.findall(r"self\.ui\.(\w+)", path.read_text(encoding="utf-8"))}
+    names = {w.get("name") for w in ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui").iter("widget")}
+    assert len(used) >= 10 and not (used - names), sorted(used - names)
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_every_bound_widget_fits_its_parameter(module):
     params = parameters(module)
     widgets = bound_widgets(module)

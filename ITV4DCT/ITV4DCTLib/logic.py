@@ -20,6 +20,7 @@ from RTSAMCommon.backends import make_backend
 from RTSAMCommon.mrml_convert import prepare_scene, roi_box_lps, segment_mask, set_segment_mask, volume_from_node
 from RTSAMCommon.segments import segment_tag
 
+from .dicom_export import export_dicom
 from .outputs import add_motion_plot, add_motion_table, add_phase_sequence
 
 ITV_COLOR = (1.0, 0.4, 0.0)
@@ -44,6 +45,8 @@ class ITV4DCTOutputs:
     table: object  # vtkMRMLTableNode
     chart: object  # vtkMRMLPlotChartNode
     report: dict
+    segmentation: object  # the output vtkMRMLSegmentationNode (holds the ITV segment)
+    referenceNode: object  # the reference phase's volume node (the ITV's geometry)
 
 
 def phase_nodes(source) -> tuple[list, list[float]]:
@@ -145,4 +148,10 @@ class ITV4DCTLogic:
         table = add_motion_table(self.scene, result.report["per_phase"], request.phases.values,
                                  f"{segmentation.GetName()} motion")
         chart = add_motion_plot(self.scene, table, f"{segmentation.GetName()} trajectory")
-        return ITV4DCTOutputs(itv_id, sequence, browser, table, chart, result.report)
+        return ITV4DCTOutputs(itv_id, sequence, browser, table, chart, result.report, segmentation,
+                              request.referenceNode)
+
+    def exportDicom(self, outputs: ITV4DCTOutputs, folder, format: str = "rtstruct", referenceDicom=None) -> dict:
+        """The ITV and the phase masks of ``outputs`` as one DICOM RTSTRUCT or SEG in ``folder``
+        (see ``ITV4DCTLib.dicom_export.export_dicom``)."""
+        return export_dicom(outputs, folder, format, referenceDicom)

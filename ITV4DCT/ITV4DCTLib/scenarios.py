@@ -6,8 +6,9 @@ from __future__ import annotations
 from rtsam.metrics import dice
 
 from RTInjurySAMLib.scenarios import binary_mask, crop_near_lesion
-from RTSAMCommon.mrml_convert import add_volume_node, prepare_scene, segment_mask, set_segment_mask
+from RTSAMCommon.mrml_convert import add_volume_node, prepare_scene, set_segment_mask
 
+from .dicom_export import output_masks
 from .logic import ITV4DCTLogic
 
 
@@ -40,10 +41,7 @@ def run_itv_scenario(scene, image_path, label_path, phases: int = 3, engine: str
     logic = logic or ITV4DCTLogic(scene)
     outputs = logic.process(sequence, segmentation, referencePhase=reference, initSegmentId=init_id, engine=engine,
                             propagation=propagation)
-    itv = segment_mask(segmentation, outputs.itvSegmentId, generated.truth_itv)
-    phase_masks = [segment_mask(outputs.phaseSequence.GetNthDataNode(n),
-                                outputs.phaseSequence.GetNthDataNode(n).GetSegmentation().GetNthSegmentID(0),
-                                generated.truth_itv) for n in range(outputs.phaseSequence.GetNumberOfDataNodes())]
+    itv, phase_masks = output_masks(outputs, generated.truth_itv)
     return {"generated": generated, "outputs": outputs, "input_browser": browser, "itv": itv,
             "phase_masks": phase_masks, "dice_itv": dice(itv, generated.truth_itv),
             "dice_phases": [dice(m, t) for m, t in zip(phase_masks, generated.phase_masks)]}

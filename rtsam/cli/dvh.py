@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     p.add_argument("dose", metavar="DOSE", help="RTDOSE DICOM file")
     p.add_argument("rtstruct", metavar="RTSTRUCT", help="RTSTRUCT DICOM file")
     p.add_argument("--structures", nargs="+", metavar="NAME", help="structure names (default: all with contours)")
+    p.add_argument("--end-caps", choices=["slab", "plane"], default="slab",
+                   help="slab: half a plane spacing beyond the first and last contour (default); "
+                        "plane: the structure ends at those planes, as some planning systems compute")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -29,7 +32,7 @@ def run(args) -> int:
     names = args.structures or [s.name for s in structures.structures if s.contours]
     for name in names:  # fail on a missing name before any work
         structures.structure(name)
-    rows = [structure_dvh(dose, structures, name).to_dict() for name in names]
+    rows = [structure_dvh(dose, structures, name, end_caps=args.end_caps).to_dict() for name in names]
     if args.json:
         print_json(rows)
     else:

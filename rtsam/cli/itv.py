@@ -166,20 +166,14 @@ def run_bench_command(args) -> int:
 def _write_itv_dicom(result, phases, args) -> dict:
     """The ITV and phase masks as one RTSTRUCT/SEG on the reference phase's DICOM series."""
     from ..io.dicom_export import Algorithm
-    from ..itv.dicom_out import write_itv_dicom, write_reference_series
+    from ..itv.dicom_out import export_itv_dicom
 
-    out = Path(args.out_dicom)
-    reference, series_folder = phases.grid, None
-    if not reference.metadata.get("files"):  # phases not read from DICOM: write the reference phase as a series
-        series_folder = beside(out, "_series")
-        reference = write_reference_series(phases.grid, series_folder)
     engine = result.report.get("engine")
     algorithm = Algorithm(f"rtsam itv ({engine or args.propagation})", "", "SEMIAUTOMATIC")
-    path, empty = write_itv_dicom(result.itv, result.phase_masks, reference, out, args.dicom_format, algorithm)
-    for name in empty:
-        result.report["warnings"].append(f"{name} is empty and left out of {path}")
-    return {"path": str(path), "format": args.dicom_format, "empty_phases": empty,
-            "written_reference_series": str(series_folder) if series_folder else None}
+    written = export_itv_dicom(result.itv, result.phase_masks, phases.grid, args.out_dicom, args.dicom_format, algorithm)
+    for name in written["empty_phases"]:
+        result.report["warnings"].append(f"{name} is empty and left out of {written['path']}")
+    return written
 
 
 def _polarity(text: str) -> bool:

@@ -101,7 +101,7 @@ def write_dicom_seg(segments, reference, path: str | Path, algorithm: Algorithm 
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    reference = _as_reference(reference)
+    reference = as_reference(reference)
     items = _prepared(segments, reference, algorithm)
     pixels = np.stack([s.mask.array != 0 for s in items], axis=-1).astype(np.uint8)
     seg = hd.seg.Segmentation(
@@ -128,7 +128,7 @@ def write_rtstruct(segments, reference, path: str | Path, algorithm: Algorithm |
                    label: str = "RTSAM") -> Path:
     """An RT Structure Set of the segments: closed planar contours along the voxel edges, each
     referencing its slice."""
-    reference = _as_reference(reference)
+    reference = as_reference(reference)
     items = _prepared(segments, reference, algorithm)
     frame = reference.frame_of_reference_uid
     ds = _rtstruct_header(reference, label)
@@ -140,7 +140,7 @@ def write_rtstruct(segments, reference, path: str | Path, algorithm: Algorithm |
 
 
 # --- checks and defaults -----------------------------------------------------------------
-def _as_reference(reference) -> ReferenceSeries:
+def as_reference(reference) -> ReferenceSeries:
     """A ReferenceSeries from itself, a Volume read from DICOM slices, or a DICOM folder or slice file."""
     if isinstance(reference, ReferenceSeries):
         return reference
