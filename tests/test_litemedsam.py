@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import PRESENCE_THRESHOLD, SlicePlan
+from rtsam.engines.litemedsam import PRESENCE_RULE, SlicePlan
 from rtsam.engines.litemedsam_prep import Letterbox, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
@@ -195,7 +195,7 @@ def test_margin_slices_without_the_lesion_stay_empty(data, engine):
     image = read_image(data / "pyradiomics/lung2_image.nrrd")
     label = read_image(data / "pyradiomics/lung2_label.nrrd")
     image, label = slab(image, 11, 18), slab(label, 11, 18)
-    rule = load_engine("litemedsam", presence=PRESENCE_THRESHOLD)  # opt-in (see the engine's docstring)
+    rule = load_engine("litemedsam", presence=PRESENCE_RULE)  # opt-in (see the engine's docstring)
     result = rule.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
     per_slice = result.mask.array.sum(axis=(1, 2))
     assert per_slice[2:4].sum() == 0 and per_slice[4:].min() > 300
