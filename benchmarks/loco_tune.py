@@ -9,7 +9,8 @@ loco_cases.py) are scored with rules chosen on the other three groups only:
    records, the one leaving most margin slices empty among those costing no group more than 0.02
    box-only Dice (loco_rules.choose_presence); each fold's rule is also replayed on the cases kept
    out of tuning (loco_checks.json, ``loco_collect.py --checks``);
-2. the full protocol (every box, ``--clicks`` clicks) runs with that fold's presence rule;
+2. the full protocol (every box, ``--clicks`` clicks) runs with the engine as shipped (presence
+   off: no rule passed the checks);
 3. quality term: the one with the highest Spearman rho against Dice over the other groups' steps;
    low-quality threshold: the best balanced accuracy at flagging Dice < FAILURE_DICE there.
 Writes benchmarks/results/loco_tune.json, the click runs to loco_tune_interactive<--part>.json and
@@ -192,7 +193,7 @@ def main() -> None:
         for name, case in all_cases().items():
             if args.cases and name not in args.cases:
                 continue
-            engine = load_engine("litemedsam", presence=folds[case["group"]])
+            engine = load_engine("litemedsam")
             cases = [c for c in cases if c["name"] != name] + [click_runs({"name": name, **case}, engine, args.clicks)]
             interactive_path.write_text(json.dumps(to_jsonable(cases)))
     for case in cases:
