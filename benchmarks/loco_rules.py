@@ -111,13 +111,16 @@ def candidate_rules() -> list[PresenceRule]:
             for guard, inner in GUARDS]
 
 
-def choose_presence(scored: list[tuple], groups, baseline: dict, max_drop: float = 0.02) -> PresenceRule | None:
+def choose_presence(scored: list[tuple], groups, baseline: dict, max_drop: float = 0.02,
+                    constraints=()) -> PresenceRule | None:
     """Of ``scored`` ((rule, group_scores) pairs), the rule leaving most margin slices empty over
-    ``groups`` among those costing no group more than ``max_drop`` box-only Dice against
-    ``baseline`` (group_scores with no rule; Dice counts masks on margin slices as false
-    positives); ties go to the higher Dice. None (no rule) when none leaves any margin slice empty."""
+    ``groups`` among those costing no group (of ``groups`` and ``constraints``) more than
+    ``max_drop`` box-only Dice against ``baseline`` (group_scores with no rule; Dice counts masks
+    on margin slices as false positives); ties go to the higher Dice. None (no rule) when none
+    leaves any margin slice empty."""
     def fits(g):
-        return all(np.mean(baseline[n]["dice"]) - np.mean(g[n]["dice"]) <= max_drop for n in groups if n in g)
+        return all(np.mean(baseline[n]["dice"]) - np.mean(g[n]["dice"]) <= max_drop
+                   for n in [*groups, *constraints] if n in g)
 
     fit = [(rule, pooled(g, groups)) for rule, g in scored if fits(g)]
     best = max(fit, key=lambda rs: (round(rs[1]["empty_rate"], 4), round(rs[1]["dice"], 4)), default=None)

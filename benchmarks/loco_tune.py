@@ -8,7 +8,8 @@ loco_cases.py) are scored with rules chosen on the other three groups only:
 1. presence rule (litemedsam_presence.PresenceRule, ~21,000 candidates): replayed on the box-only
    records, the one leaving most margin slices empty among those costing no group more than 0.02
    box-only Dice (loco_rules.choose_presence); each fold's rule is also replayed on the cases kept
-   out of tuning (loco_checks.json, ``loco_collect.py --checks``);
+   out of tuning (loco_checks.json, ``loco_collect.py --checks``); the "with_checks" folds hold
+   those cases to the same bound too (the engine's opt-in PRESENCE_RULE is their "all" rule);
 2. the full protocol (every box, ``--clicks`` clicks) runs with the engine as shipped (presence
    off: no rule passed the checks);
 3. quality term: the one with the highest Spearman rho against Dice over the other groups' steps;
@@ -40,13 +41,16 @@ FAILURE_DICE = 0.7
 QUALITY_THRESHOLDS = [round(t, 2) for t in np.arange(0.2, 0.91, 0.02)]
 
 
-def presence_folds(records: dict) -> dict:
-    """{held-out group: rule chosen without it (None: none qualifies)}, plus "all": chosen on every group."""
-    scored = [(rule, group_scores(records, list(records), rule)) for rule in candidate_rules()]
-    baseline = group_scores(records, list(records), None)
-    folds = {g: choose_presence(scored, [h for h in CASES if h != g], baseline) for g in CASES}
-    folds["all"] = choose_presence(scored, CASES, baseline)
-    return folds
+def presence_folds(records: dict, checks: dict) -> dict:
+    """{"plain" / "with_checks": {held-out group: rule chosen without it (None: none)}, plus "all":
+    chosen on every group}; "with_checks" also holds every check case to the 0.02 Dice bound."""
+    cases = {**records, **checks}
+    scored = [(rule, group_scores(cases, list(cases), rule)) for rule in candidate_rules()]
+    baseline = group_scores(cases, list(cases), None)
+    constraints = {"plain": (), "with_checks": tuple({c["group"] for c in checks.values()})}
+    return {name: {g: choose_presence(scored, [h for h in CASES if h != g] if g != "all" else CASES, baseline,
+                                      constraints=held) for g in (*CASES, "all")}
+            for name, held in constraints.items()}
 
 
 def presence_report(records: dict, checks: dict, folds: dict) -> dict:
@@ -182,8 +186,9 @@ def main() -> None:
     records = json.loads((RESULTS / "loco_slices.json").read_text())
     checks_path = RESULTS / "loco_checks.json"
     checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
-    folds = presence_folds(records)
-    report = {"presence_folds": presence_report(records, checks, folds), "box_only": box_only_table(records, folds)}
+    folds = presence_folds(records, checks)
+    report = {"presence_folds": {name: presence_report(records, checks, f) for name, f in folds.items()},
+              "box_only": box_only_table(records, folds["plain"])}
     interactive_path = RESULTS / f"loco_tune_interactive{args.part}.json"
     if args.skip_clicks:
         found = [c for path in sorted(RESULTS.glob("loco_tune_interactive*.json")) for c in json.loads(path.read_text())]

@@ -42,7 +42,7 @@ def tight_boxes(engines: dict) -> dict:
         row = {}
         for key, engine in engines.items():
             mask = engine.open(image).predict(Prompt(box_lps=box)).mask.array > 0
-            row[key] = {"dice": round(dice(mask, label.array > 0), 4),
+            row[key] = {"dice": round(dice(label.with_array(mask.astype("uint8")), label), 4),
                         "slices": [int(k) for k in mask.any(axis=(1, 2)).nonzero()[0]], "mask": mask}
         truth = label.array > 0
         off, rule = row["off"]["mask"], row["rule"]["mask"]
@@ -55,6 +55,7 @@ def tight_boxes(engines: dict) -> dict:
 
 
 def main() -> None:
+    """Both checks without a rule and with PRESENCE_RULE."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     args = parser.parse_args()
