@@ -125,3 +125,22 @@ def choose_presence(scored: list[tuple], groups, baseline: dict, max_drop: float
     fit = [(rule, pooled(g, groups)) for rule, g in scored if fits(g)]
     best = max(fit, key=lambda rs: (round(rs[1]["empty_rate"], 4), round(rs[1]["dice"], 4)), default=None)
     return None if best is None or best[1]["empty_rate"] == 0 else best[0]
+
+
+def feature_auc(records: dict) -> dict:
+    """Per presence feature: the AUC of telling propagated lesion slices (mask mostly on the lesion)
+    from margin slices (no lesion) over ``records``' window runs, and the slice counts."""
+    lesion, margin = [], []
+    for case in records.values():
+        for run in window_runs(case):
+            mid = middle_slice(run)
+            rows = {s["k"]: s for s in run["slices"]}
+            for k, row in rows.items():
+                values = {f: fn(row, rows[mid], rows[k - np.sign(k - mid)]) for f, fn in PRESENCE_FEATURES.items()}
+                if k != mid and row["truth"] == 0:
+                    margin.append(values)
+                elif k != mid and row["inter"] > row["area"] / 2:
+                    lesion.append(values)
+    auc = {f: float(np.mean([(a[f] > b[f]) + 0.5 * (a[f] == b[f]) for a in lesion for b in margin]))
+           for f in PRESENCE_FEATURES}
+    return {"auc": {f: round(v, 3) for f, v in auc.items()}, "lesion_slices": len(lesion), "margin_slices": len(margin)}

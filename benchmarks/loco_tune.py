@@ -29,7 +29,7 @@ import torch
 from scipy.stats import spearmanr
 
 from loco_cases import CASES, all_cases, cache_embeddings_on_disk
-from loco_rules import candidate_rules, choose_presence, group_scores, replay, score, window_runs
+from loco_rules import candidate_rules, choose_presence, feature_auc, group_scores, replay, score, window_runs
 from rtsam.benchmark_cases import case_summary, plot_cases
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.cli.common import to_jsonable
@@ -187,7 +187,8 @@ def main() -> None:
     checks_path = RESULTS / "loco_checks.json"
     checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
     folds = presence_folds(records, checks)
-    report = {"presence_folds": {name: presence_report(records, checks, f) for name, f in folds.items()},
+    report = {"presence_feature_auc": {"tuning": feature_auc(records), "checks": feature_auc(checks)},
+              "presence_folds": {name: presence_report(records, checks, f) for name, f in folds.items()},
               "box_only": box_only_table(records, folds["plain"])}
     interactive_path = RESULTS / f"loco_tune_interactive{args.part}.json"
     if args.skip_clicks:
