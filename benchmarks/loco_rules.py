@@ -1,6 +1,6 @@
 """Rules replayed offline on loco_collect.py's slice records, and leave-one-case-out selection.
 
-A presence rule (litemedsam_evidence.PresenceRule) walks out from the box's middle slice in both
+A presence rule (litemedsam_presence.PresenceRule) walks out from the box's middle slice in both
 directions; where the object ends (the first of ``run`` failing slices in a row), that slice and
 every slice beyond it are left empty (this is exactly what the engine does, since a slice's decode
 depends only on the slice it propagates from). The CT window rule has no parameter: per box, the

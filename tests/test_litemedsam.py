@@ -198,10 +198,15 @@ def test_opt_in_presence_rule_empties_margin_slices(brain, engine):
     first = label.with_array((components == 1).astype(np.uint8))
     assert first.array.any(axis=(1, 2)).nonzero()[0].tolist() == [11, 12]
     box = box_from_label(first, 10.0)
-    rule = load_engine("litemedsam", presence=PRESENCE_RULE).open(image).predict(Prompt(box_lps=box))
+    context = load_engine("litemedsam", presence=PRESENCE_RULE).open(image)
+    rule = context.predict(Prompt(box_lps=box))
     per_slice = rule.mask.array.sum(axis=(1, 2))
     assert per_slice[[10, 13]].sum() == 0 and per_slice[[11, 12]].min() > 150
     assert [rule.state["slices"][k][4].get("present", True) for k in (10, 11, 12, 13)] == [False, True, True, False]
+    j, i = np.argwhere(first.array[12]).mean(axis=0)  # a click on margin slice 13 keeps that slice only
+    clicked = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(image.ijk_to_lps([i, j, 13])), True)]), rule)
+    assert clicked.mask.array[13].any()
+    assert np.array_equal(clicked.mask.array[10:13], rule.mask.array[10:13])
     off = engine.open(image).predict(Prompt(box_lps=box)).mask.array.sum(axis=(1, 2))
     assert off[[10, 13]].min() > 100 and np.array_equal(off[[11, 12]], per_slice[[11, 12]])
 

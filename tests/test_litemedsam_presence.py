@@ -5,6 +5,7 @@ import pytest
 
 from rtsam.engines.litemedsam_evidence import SeedModel, inside_and_ring
 from rtsam.engines.litemedsam_presence import PresenceRule, PresenceWalk
+from rtsam.errors import InputError
 from rtsam.io import read_image
 
 
@@ -51,5 +52,5 @@ def test_presence_walk_runs_edges_and_guards():
     assert _walk(PresenceRule((("contrast", 0.5),), inner=0.5), {4, 2}) == set()  # a third of the way out
     assert _walk(PresenceRule((("contrast", 0.5),), guard_mm=5.0), {4, 1}) == {0, 1}
     assert _walk(None, {4, 5}) == set()
-    with pytest.raises(ValueError, match="presence rule"):
+    with pytest.raises(InputError, match="presence rule"):
         PresenceRule((("brightness", 0.5),))

@@ -257,7 +257,7 @@ class LiteMedSAMContext(SliceWiseContext):
             if before is not None and before[3] == points:  # an untouched slice keeps its result
                 probability[k] = previous.probability.array[k]
                 slices[k] = before
-                walk.kept(k, source, before[4])
+                walk.follow(k, source, before[4])
             elif walk.beyond_end(source) and not points:  # beyond where the object ended
                 slices[k] = (None, None, 0.0, [], walk.skipped(k))
             else:

@@ -1,6 +1,7 @@
 """Per-slice evidence for LiteMedSAM masks: is the object on this slice, and how good is the result.
 
-Every measure comes from the slice itself, its predicted probability and its neighbour slice:
+Every measure comes from the slice itself, its predicted probability, its neighbour slice and the
+seed (middle) slice:
 - ``contrast``: how well the image values inside the mask separate from a ring around it
   (|mean difference| / pooled standard deviation, on the raw image values);
 - ``stability``: area with probability > 0.73 over area > 0.27 (SAM's stability score,
@@ -22,8 +23,6 @@ from scipy import ndimage
 
 RING_MM = 3.0  # width of the ring around a mask that ``contrast`` compares against
 STABLE = (0.2689, 0.7311)  # sigmoid(-1), sigmoid(+1)
-
-
 LIKENESS_BINS = 32
 
 
@@ -49,6 +48,7 @@ def contrast(values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float])
 
 
 def _separation(found) -> float:
+    """``contrast`` of an ``inside_and_ring`` pair (0 for None)."""
     if found is None:
         return 0.0
     a, b = found
@@ -109,10 +109,6 @@ def slice_evidence(values: np.ndarray, probability: np.ndarray, iou: float, neig
     return {"area": int(np.count_nonzero(mask)), "iou": float(iou), "stability": stability(probability),
             "contrast": _separation(found), "overlap": overlap(mask, neighbour),
             "likeness": likeness[0], "ring_likeness": likeness[1]}
-
-
-def _ratio(evidence: dict, reference: dict) -> float:
-    return min(evidence["contrast"] / max(reference["contrast"], 1e-6), 1.0)
 
 
 def _capped(a: float, b: float) -> float:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .litemedsam_evidence import PRESENCE_FEATURES
 
 
@@ -14,9 +15,9 @@ class PresenceRule:
     """When a propagated box-only slice fails: every (feature, threshold) of ``conditions`` scores
     below its threshold (any of them, with ``join="any"``), and the slice lies more than
     ``guard_mm`` from the seed and more than the fraction ``inner`` of the way from the seed to the
-    box's last slice on its side. The object ends at
-    the first of ``run`` consecutive failing slices (past the box's last slice counts as failing
-    when ``edge_fails``): those and every slice beyond them are left empty."""
+    box's last slice on its side. The object ends at the first of ``run`` consecutive failing
+    slices (past the box's last slice counts as failing when ``edge_fails``): those and every
+    slice beyond them are left empty."""
 
     conditions: tuple[tuple[str, float], ...]
     run: int = 1
@@ -28,7 +29,7 @@ class PresenceRule:
     def __post_init__(self):
         unknown = [f for f, _ in self.conditions if f not in PRESENCE_FEATURES]
         if unknown or not self.conditions or self.run < 1 or self.join not in ("all", "any"):
-            raise ValueError(f"a presence rule needs 1+ conditions on {', '.join(PRESENCE_FEATURES)}, run >= 1 "
+            raise InputError(f"a presence rule needs 1+ conditions on {', '.join(PRESENCE_FEATURES)}, run >= 1 "
                              "and join all or any")
 
     def fails(self, evidence: dict, seed: dict, neighbour: dict, distance_mm: float, depth: float) -> bool:
@@ -74,9 +75,9 @@ class PresenceWalk:
         distance = abs(k - self.seed)
         evidence["fails"] = bool(self.rule is not None and not clicked and source is not None and self.rule.fails(
             evidence, seed, neighbour, distance * self.slice_mm, distance / self.reach[np.sign(k - self.seed)]))
-        return self.kept(k, source, evidence)
+        return self.follow(k, source, evidence)
 
-    def kept(self, k: int, source: int | None, evidence: dict) -> list[int]:
+    def follow(self, k: int, source: int | None, evidence: dict) -> list[int]:
         """Follow a slice whose evidence is already judged (kept from the previous result)."""
         if evidence.get("skipped") or evidence.get("ended"):
             self.ended.add(k)
