@@ -68,6 +68,22 @@ def all_cases(data: Path = DATA) -> dict[str, dict]:
     return cases
 
 
+def check_cases() -> dict[str, dict]:
+    """{case: {"group", "image", "label", "boxes"}}: cases no rule is tuned on. ``demo_4dct``: the
+    reference (end-inhale, blurred) phase of ``rtsam demo``'s 4-phase 4DCT of a lung2 crop, with
+    the demo's own box (rtsam.demo.parts.lung_itv) besides the usual ones."""
+    from rtsam.demo import parts
+    from rtsam.itv.bench import load_case
+    from rtsam.itv.generator import make_4dct
+    from rtsam.itv.propagate import box_from_mask
+
+    image, lesion = load_case(parts.ITV_CASE, parts.ITV_CROP_MM)
+    generated = make_4dct(image, lesion, phases=4)
+    label = generated.phase_masks[0]
+    return {"demo_4dct": {"group": "demo_4dct", "image": generated.phases[0], "label": label,
+                          "boxes": {"demo": box_from_mask(label, parts.BOX_MARGIN_MM)}}}
+
+
 def cache_embeddings_on_disk(folder: Path) -> None:
     """Make every LiteMedSAM context read/write slice embeddings under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Box-only LiteMedSAM results on every tuning case, box and CT window, slice by slice, with the
 presence rule off: what leave-one-case-out tuning (loco_tune.py) replays rules on.
 
-    PYTHONPATH=. python benchmarks/loco_collect.py [--cache /tmp/rtsam_embeddings]
-writes benchmarks/results/loco_slices.json.
+    PYTHONPATH=.:benchmarks python benchmarks/loco_collect.py [--cache /tmp/rtsam_embeddings] [--checks]
+writes benchmarks/results/loco_slices.json; ``--checks`` records the cases kept OUT of tuning
+(loco_cases.check_cases: the reference phase of ``rtsam demo``'s 4DCT) into loco_checks.json.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loco_cases import all_cases, cache_embeddings_on_disk
+from loco_cases import all_cases, cache_embeddings_on_disk, check_cases
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
 from rtsam.engines.registry import load_engine
@@ -32,34 +33,42 @@ def slice_rows(result, truth: np.ndarray) -> list[dict]:
     return rows
 
 
+def collect(case: dict, record: dict) -> None:
+    """Box-only runs of one case (both CT windows, or the MR one) for every box into ``record``."""
+    image, label = case["image"], case["label"]
+    truth = label.array > 0
+    is_ct = float(image.array.min()) < -500
+    record.update(group=case["group"], truth_total=int(truth.sum()), slice_mm=float(image.spacing[2]))
+    record.setdefault("runs", [])
+    boxes = {**box_variants(label), **case.get("boxes", {})}
+    for window in ("lung", "soft-tissue") if is_ct else ("auto",):
+        engine = load_engine("litemedsam", ct_window=window, presence=None)
+        context = engine.open(image)
+        for box_name, box in boxes.items():
+            start = time.time()
+            result = context.predict(Prompt(box_lps=box))
+            k = image.lps_to_ijk(box)[:, 2]
+            record["runs"] = [r for r in record["runs"] if (r["box"], r["window"]) != (box_name, window)]
+            record["runs"].append({"box": box_name, "window": window, "k_box": [float(k.min()), float(k.max())],
+                                   "slices": slice_rows(result, truth)})
+            print(case["group"], window, box_name, round(time.time() - start, 1), "s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     parser.add_argument("--cases", nargs="*")
+    parser.add_argument("--checks", action="store_true", help="record the out-of-tuning cases instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache_embeddings_on_disk(Path(args.cache))
-    out_path = RESULTS / "loco_slices.json"
+    out_path = RESULTS / ("loco_checks.json" if args.checks else "loco_slices.json")
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
-    for name, case in all_cases().items():
+    for name, case in (check_cases() if args.checks else all_cases()).items():
         if args.cases and name not in args.cases:
             continue
-        image, label = case["image"], case["label"]
-        truth = label.array > 0
-        is_ct = float(image.array.min()) < -500
-        for window in ("lung", "soft-tissue") if is_ct else ("auto",):
-            engine = load_engine("litemedsam", ct_window=window, presence=None)
-            context = engine.open(image)
-            for box_name, box in box_variants(label).items():
-                start = time.time()
-                result = context.predict(Prompt(box_lps=box))
-                k = image.lps_to_ijk(box)[:, 2]
-                out.setdefault(name, {"group": case["group"], "truth_total": int(truth.sum()), "runs": []})
-                out[name]["runs"] = [r for r in out[name]["runs"] if (r["box"], r["window"]) != (box_name, window)]
-                out[name]["runs"].append({"box": box_name, "window": window, "k_box": [float(k.min()), float(k.max())],
-                                          "slices": slice_rows(result, truth)})
-                print(name, window, box_name, round(time.time() - start, 1), "s", flush=True)
-            out_path.write_text(json.dumps(out))
+        collect(case, out.setdefault(name, {}))
+        out_path.write_text(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@
 
 The groups are the four lesions of ../shared/data/pyradiomics; each group's sub-cases (see
 loco_cases.py) are scored with rules chosen on the other three groups only:
-1. presence rule (feature, threshold): replayed on the box-only records, the best mean Dice among
-   the rules that leave >= 90% of the margin slices empty (loco_rules.choose_presence);
-2. the full protocol (every box, ``--clicks`` clicks) runs with that fold's presence rule;
+1. presence rule (litemedsam_presence.PresenceRule, ~21,000 candidates): replayed on the box-only
+   records, the one leaving most margin slices empty among those costing no group more than 0.02
+   box-only Dice (loco_rules.choose_presence); each fold's rule is also replayed on the cases kept
+   out of tuning (loco_checks.json, ``loco_collect.py --checks``); the "with_checks" folds hold
+   those cases to the same bound too (the engine's opt-in PRESENCE_RULE is their "all" rule);
+2. the full protocol (every box, ``--clicks`` clicks) runs with the engine as shipped (presence
+   off: no rule passed the checks);
 3. quality term: the one with the highest Spearman rho against Dice over the other groups' steps;
    low-quality threshold: the best balanced accuracy at flagging Dice < FAILURE_DICE there.
 Writes benchmarks/results/loco_tune.json, the click runs to loco_tune_interactive<--part>.json and
@@ -25,7 +29,7 @@ import torch
 from scipy.stats import spearmanr
 
 from loco_cases import CASES, all_cases, cache_embeddings_on_disk
-from loco_rules import choose_presence, replay, score, window_runs
+from loco_rules import candidate_rules, choose_presence, feature_auc, group_scores, replay, score, window_runs
 from rtsam.benchmark_cases import case_summary, plot_cases
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.cli.common import to_jsonable
@@ -37,11 +41,29 @@ FAILURE_DICE = 0.7
 QUALITY_THRESHOLDS = [round(t, 2) for t in np.arange(0.2, 0.91, 0.02)]
 
 
-def presence_folds(records: dict) -> dict:
-    """{held-out group: rule chosen without it}, plus "all": the rule chosen on every group."""
-    folds = {g: choose_presence(records, [c for c in records if records[c]["group"] != g]) for g in CASES}
-    folds["all"] = choose_presence(records, list(records))
-    return folds
+def presence_folds(records: dict, checks: dict) -> dict:
+    """{"plain" / "with_checks": {held-out group: rule chosen without it (None: none)}, plus "all":
+    chosen on every group}; "with_checks" also holds every check case to the 0.02 Dice bound."""
+    cases = {**records, **checks}
+    scored = [(rule, group_scores(cases, list(cases), rule)) for rule in candidate_rules()]
+    baseline = group_scores(cases, list(cases), None)
+    constraints = {"plain": (), "with_checks": tuple({c["group"] for c in checks.values()})}
+    return {name: {g: choose_presence(scored, [h for h in CASES if h != g] if g != "all" else CASES, baseline,
+                                      constraints=held) for g in (*CASES, "all")}
+            for name, held in constraints.items()}
+
+
+def presence_report(records: dict, checks: dict, folds: dict) -> dict:
+    """Per fold: the rule, its held-out box-only score (against no rule) and its score on the checks."""
+    report = {}
+    for group, rule in folds.items():
+        held = [c for c in records if records[c]["group"] == group]
+        report[group] = {"rule": None if rule is None else str(rule),
+                         "held_out": score(records, held, rule) if held else None,
+                         "held_out_off": score(records, held, None) if held else None,
+                         "checks": {c: score(checks, [c], rule) for c in checks},
+                         "checks_off": {c: score(checks, [c], None) for c in checks}}
+    return report
 
 
 def box_only_table(records: dict, folds: dict) -> list[dict]:
@@ -49,12 +71,13 @@ def box_only_table(records: dict, folds: dict) -> list[dict]:
     rule) and after (contrast-chosen window, the fold's presence rule)."""
     rows = []
     for name, case in records.items():
-        feature, threshold = folds[case["group"]]
+        rule, slice_mm = folds[case["group"]], case["slice_mm"]
         after = {r["box"]: r for r in window_runs(case)}
         for run in case["runs"]:
             if run["window"] not in ("lung", "auto"):
                 continue
-            b, a = replay(run, case["truth_total"], None, 0), replay(after[run["box"]], case["truth_total"], feature, threshold)
+            b = replay(run, case["truth_total"], None, slice_mm)
+            a = replay(after[run["box"]], case["truth_total"], rule, slice_mm)
             rows.append({"case": name, "box": run["box"], "window": after[run["box"]]["window"],
                          "dice_before": round(b["dice"], 4), "dice_after": round(a["dice"], 4),
                          "margin_empty_before": f"{b['margin_empty']}/{b['margin']}",
@@ -161,10 +184,12 @@ def main() -> None:
     torch.set_num_threads(1)
     cache_embeddings_on_disk(Path(args.cache))
     records = json.loads((RESULTS / "loco_slices.json").read_text())
-    folds = presence_folds(records)
-    report = {"presence_folds": {g: {"feature": f, "threshold": t, "held_out": score(records, [c for c in records if records[c]["group"] == g], f, t) if g != "all" else None}
-                                 for g, (f, t) in folds.items()},
-              "box_only": box_only_table(records, folds)}
+    checks_path = RESULTS / "loco_checks.json"
+    checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}
+    folds = presence_folds(records, checks)
+    report = {"presence_feature_auc": {"tuning": feature_auc(records), "checks": feature_auc(checks)},
+              "presence_folds": {name: presence_report(records, checks, f) for name, f in folds.items()},
+              "box_only": box_only_table(records, folds["plain"])}
     interactive_path = RESULTS / f"loco_tune_interactive{args.part}.json"
     if args.skip_clicks:
         found = [c for path in sorted(RESULTS.glob("loco_tune_interactive*.json")) for c in json.loads(path.read_text())]
@@ -174,8 +199,7 @@ def main() -> None:
         for name, case in all_cases().items():
             if args.cases and name not in args.cases:
                 continue
-            feature, threshold = folds[case["group"]]
-            engine = load_engine("litemedsam", presence=threshold, presence_feature=feature)
+            engine = load_engine("litemedsam")
             cases = [c for c in cases if c["name"] != name] + [click_runs({"name": name, **case}, engine, args.clicks)]
             interactive_path.write_text(json.dumps(to_jsonable(cases)))
     for case in cases:

@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import PRESENCE_THRESHOLD, SlicePlan
+from rtsam.engines.litemedsam import PRESENCE_RULE, SlicePlan
 from rtsam.engines.litemedsam_prep import Letterbox, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
@@ -189,18 +189,26 @@ def test_ct_window_from_slice_content_and_cached_per_window(lung, engine):
         load_engine("litemedsam", ct_window="bone")
 
 
-def test_margin_slices_without_the_lesion_stay_empty(data, engine):
-    """lung2's first three lesion slices with a 10 mm box (two slices above them hold no lesion,
-    a small-lesion proxy): the margin slices get no mask, every lesion slice keeps one."""
-    image = read_image(data / "pyradiomics/lung2_image.nrrd")
-    label = read_image(data / "pyradiomics/lung2_label.nrrd")
-    image, label = slab(image, 11, 18), slab(label, 11, 18)
-    rule = load_engine("litemedsam", presence=PRESENCE_THRESHOLD)  # opt-in (see the engine's docstring)
-    result = rule.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
-    per_slice = result.mask.array.sum(axis=(1, 2))
-    assert per_slice[2:4].sum() == 0 and per_slice[4:].min() > 300
-    off = engine.open(image).predict(Prompt(box_lps=box_from_label(label, 10.0)))
-    assert off.mask.array[2:4].sum() > 300  # without the rule (the default) LiteMedSAM paints them
+def test_opt_in_presence_rule_empties_margin_slices(brain, engine):
+    """brain1's first lesion component (slices 11-12) with a 10 mm box (6.5 mm slices: one slice
+    without lesion each way): with the opt-in rule both margin slices get no mask and both lesion
+    slices keep theirs; without it (the default) LiteMedSAM paints the margin slices."""
+    image, label = brain
+    components, _ = ndimage.label(label.array > 0)
+    first = label.with_array((components == 1).astype(np.uint8))
+    assert first.array.any(axis=(1, 2)).nonzero()[0].tolist() == [11, 12]
+    box = box_from_label(first, 10.0)
+    context = load_engine("litemedsam", presence=PRESENCE_RULE).open(image)
+    rule = context.predict(Prompt(box_lps=box))
+    per_slice = rule.mask.array.sum(axis=(1, 2))
+    assert per_slice[[10, 13]].sum() == 0 and per_slice[[11, 12]].min() > 150
+    assert [rule.state["slices"][k][4].get("present", True) for k in (10, 11, 12, 13)] == [False, True, True, False]
+    j, i = np.argwhere(first.array[12]).mean(axis=0)  # a click on margin slice 13 keeps that slice only
+    clicked = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(image.ijk_to_lps([i, j, 13])), True)]), rule)
+    assert clicked.mask.array[13].any()
+    assert np.array_equal(clicked.mask.array[10:13], rule.mask.array[10:13])
+    off = engine.open(image).predict(Prompt(box_lps=box)).mask.array.sum(axis=(1, 2))
+    assert off[[10, 13]].min() > 100 and np.array_equal(off[[11, 12]], per_slice[[11, 12]])
 
 
 def test_quality_flags_a_failed_box(brain, engine):

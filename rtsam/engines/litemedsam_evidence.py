@@ -1,37 +1,87 @@
 """Per-slice evidence for LiteMedSAM masks: is the object on this slice, and how good is the result.
 
-Every measure comes from the slice itself, its predicted probability and its neighbour slice:
+Every measure comes from the slice itself, its predicted probability, its neighbour slice and the
+seed (middle) slice:
 - ``contrast``: how well the image values inside the mask separate from a ring around it
   (|mean difference| / pooled standard deviation, on the raw image values);
 - ``stability``: area with probability > 0.73 over area > 0.27 (SAM's stability score,
   logit offset 1);
 - ``overlap``: the fraction of the mask lying on the neighbour slice's mask (continuity);
-- the decoder's predicted IoU.
+- the decoder's predicted IoU;
+- ``likeness`` / ``ring_likeness``: the fraction of the mask's / its ring's pixels whose value is
+  more likely under the SEED slice's inside histogram than under its ring's (``SeedModel``): it
+  compares every slice with the seed directly, so blur or resolution does not compound from
+  neighbour to neighbour.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 RING_MM = 3.0  # width of the ring around a mask that ``contrast`` compares against
 STABLE = (0.2689, 0.7311)  # sigmoid(-1), sigmoid(+1)
+LIKENESS_BINS = 32
 
 
-def contrast(values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> float:
-    """|mean inside - mean in a RING_MM ring| / pooled std of ``values`` (rows y, columns x);
-    0 for a mask of under 4 pixels or without a ring."""
+def inside_and_ring(values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]):
+    """(values inside ``mask``, values in the RING_MM ring around it), or None for a mask of under
+    4 pixels or without a ring (rows y, columns x)."""
     if np.count_nonzero(mask) < 4:
-        return 0.0
+        return None
     pad = int(np.ceil(RING_MM / min(spacing))) + 1
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     crop = (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
     inside = mask[crop]
     ring = (ndimage.distance_transform_edt(~inside, sampling=(spacing[1], spacing[0])) <= RING_MM) & ~inside
     if np.count_nonzero(ring) < 4:
+        return None
+    return values[crop][inside].astype(float), values[crop][ring].astype(float)
+
+
+def contrast(values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> float:
+    """|mean inside - mean in a RING_MM ring| / pooled std of ``values`` (rows y, columns x);
+    0 for a mask of under 4 pixels or without a ring."""
+    return _separation(inside_and_ring(values, mask, spacing))
+
+
+def _separation(found) -> float:
+    """``contrast`` of an ``inside_and_ring`` pair (0 for None)."""
+    if found is None:
         return 0.0
-    a, b = values[crop][inside].astype(float), values[crop][ring].astype(float)
+    a, b = found
     return float(abs(a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / 2 + 1e-6))
+
+
+@dataclass(frozen=True)
+class SeedModel:
+    """Which image values the seed slice's mask holds more of than its ring: per histogram bin
+    (LIKENESS_BINS between the 1st and 99th percentile of both), whether the inside's frequency
+    (+1/2 each bin) beats the ring's."""
+
+    edges: np.ndarray
+    inside_like: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> "SeedModel | None":
+        found = inside_and_ring(values, mask, spacing)
+        if found is None:
+            return None
+        a, b = found
+        lo, hi = np.percentile(np.concatenate([a, b]), [1, 99])
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, LIKENESS_BINS + 1)
+        frequency = [(np.histogram(np.clip(v, edges[0], edges[-1]), edges)[0] + 0.5) / (len(v) + 0.5 * LIKENESS_BINS)
+                     for v in (a, b)]
+        return cls(edges, frequency[0] > frequency[1])
+
+    def likeness(self, values: np.ndarray) -> float:
+        """The fraction of ``values`` in bins where the seed's inside is more frequent (0 for none)."""
+        if values.size == 0:
+            return 0.0
+        bins = np.clip(np.searchsorted(self.edges, values, side="right") - 1, 0, LIKENESS_BINS - 1)
+        return float(self.inside_like[bins].mean())
 
 
 def stability(probability: np.ndarray) -> float:
@@ -49,25 +99,40 @@ def overlap(mask: np.ndarray, neighbour: np.ndarray | None) -> float:
 
 
 def slice_evidence(values: np.ndarray, probability: np.ndarray, iou: float, neighbour: np.ndarray | None,
-                   spacing: tuple[float, float]) -> dict:
-    """All measures of one decoded slice (``neighbour``: the mask it was propagated from)."""
+                   spacing: tuple[float, float], seed: SeedModel | None = None) -> dict:
+    """All measures of one decoded slice (``neighbour``: the mask it was propagated from; ``seed``:
+    the seed slice's model, None on the seed slice itself, which is then measured against its own)."""
     mask = probability > 0.5
+    found = inside_and_ring(values, mask, spacing)
+    seed = seed or (None if found is None else SeedModel.of(values, mask, spacing))
+    likeness = (0.0, 0.0) if found is None or seed is None else (seed.likeness(found[0]), seed.likeness(found[1]))
     return {"area": int(np.count_nonzero(mask)), "iou": float(iou), "stability": stability(probability),
-            "contrast": contrast(values, mask, spacing), "overlap": overlap(mask, neighbour)}
+            "contrast": _separation(found), "overlap": overlap(mask, neighbour),
+            "likeness": likeness[0], "ring_likeness": likeness[1]}
 
 
-def _ratio(evidence: dict, reference: dict) -> float:
-    return min(evidence["contrast"] / max(reference["contrast"], 1e-6), 1.0)
+def _capped(a: float, b: float) -> float:
+    return min(a / max(b, 1e-6), 1.0)
 
 
-# How much a propagated slice's mask looks like the object, from its evidence, the seed slice's
-# and the neighbour's it was propagated from: its contrast relative to theirs (capped at 1).
+# How much a propagated slice's mask looks like the object, from its evidence ``e``, the seed slice's
+# and the neighbour's it was propagated from (each the higher, the more present).
 PRESENCE_FEATURES = {
-    "contrast_vs_seed": lambda e, seed, neighbour: _ratio(e, seed),
-    "contrast_vs_neighbour": lambda e, seed, neighbour: _ratio(e, neighbour),
-    "contrast_vs_both": lambda e, seed, neighbour: float(np.sqrt(_ratio(e, seed) * _ratio(e, neighbour))),
-    "overlap_x_contrast_vs_neighbour": lambda e, seed, neighbour: e["overlap"] * _ratio(e, neighbour),
+    "contrast": lambda e, seed, neighbour: e["contrast"],
+    "contrast_vs_seed": lambda e, seed, neighbour: _capped(e["contrast"], seed["contrast"]),
+    "contrast_vs_neighbour": lambda e, seed, neighbour: _capped(e["contrast"], neighbour["contrast"]),
+    "contrast_vs_both": lambda e, seed, neighbour: float(np.sqrt(_capped(e["contrast"], seed["contrast"])
+                                                                 * _capped(e["contrast"], neighbour["contrast"]))),
+    "overlap_x_contrast_vs_neighbour": lambda e, seed, neighbour: e["overlap"] * _capped(e["contrast"],
+                                                                                         neighbour["contrast"]),
+    "likeness": lambda e, seed, neighbour: e["likeness"],
+    "likeness_vs_seed": lambda e, seed, neighbour: _capped(e["likeness"], seed["likeness"]),
+    "likeness_gap": lambda e, seed, neighbour: e["likeness"] - e["ring_likeness"],
+    "not_growing": lambda e, seed, neighbour: _capped(neighbour["area"], e["area"]),
+    "not_growing_vs_seed": lambda e, seed, neighbour: _capped(seed["area"], e["area"]),
+    "overlap": lambda e, seed, neighbour: e["overlap"],
 }
+
 
 # Per-slice quality terms; a result's quality is their area-weighted mean over slices with a mask.
 QUALITY_TERMS = {
@@ -80,8 +145,9 @@ QUALITY_TERMS = {
 
 def result_quality(slices: dict, term: str = "iou_x_stability") -> float:
     """Area-weighted mean of QUALITY_TERMS[``term``] over the slices with a mask (0 without)."""
-    found = [e for *_, e in slices.values() if e.get("area")]
+    found = [e for *_, e in slices.values() if e.get("area") and e.get("present", True)]
     if not found:
         return 0.0
     weights = np.array([e["area"] for e in found], dtype=float)
     return float(np.average([QUALITY_TERMS[term](e) for e in found], weights=weights))
+
