@@ -57,6 +57,24 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
         context.close()
 
 
+def test_server_keeps_an_idle_connection_open_longer_than_the_client_reuses_it():
+    # equal idle timeouts (uvicorn's and httpx's default, 5 s) let a client send a click on a connection the server
+    # is closing: reset, and the click is lost (it is not sent twice); the 200-session load test lost 4 that way
+    from rtsam.client.transport import Transport
+    from rtsam.server.run import BoundServer
+    from server_helpers import make_app
+
+    bound = BoundServer(make_app())
+    transport = Transport(bound.url)
+    try:
+        server_idle_s = bound.server.config.timeout_keep_alive
+        client_idle_s = transport.client._transport._pool._keepalive_expiry
+        assert client_idle_s + 10 <= server_idle_s
+    finally:
+        transport.close()
+        bound.socket.close()
+
+
 def test_per_key_limits_answer_429_with_a_clear_message_and_leave_other_keys_alone():
     image, _ = lung_crop()
     body = wire.encode_volumes({"image": image})

@@ -30,6 +30,10 @@ RETRY_STATUS = {502, 503, 504}
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 LOST = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+KEEPALIVE_S = 30.0
+"""Seconds an idle pooled connection is reused: below the idle timeout of our server (75 s) and of
+common proxies (60 s and more), so the client never sends on a connection the server is closing (a
+reset there loses a click, which is not sent twice). The default, 5 s, equals uvicorn's own."""
 
 
 class RemoteError(RTSAMError):
@@ -54,6 +58,7 @@ class Transport:
             headers["X-API-Key"] = api_key
         self.client = httpx.Client(base_url=self.url, headers=headers, trust_env=False,
                                    verify=_verify(ca_bundle, insecure),
+                                   limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
                                    timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self.server_version: dict | None = None
 
