@@ -39,6 +39,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
                                 headers={"X-RTSAM-Deadline": "20"})
             assert time.monotonic() - start < 5.0  # refused at once, not after waiting 20 s
         assert refused.status_code == 503 and 1 <= int(refused.headers["Retry-After"]) <= 3
+        assert refused.headers["X-RTSAM-Ticket"] and scheduler.stats()["reserved"] == 1  # its place is kept
         assert re.match(r"server busy: a segment \(embedding\) would take about 2\d s here, over its 20 s deadline",
                         refused.json()["detail"])
         assert app.state.store.state() == before  # the refused request changed nothing
@@ -54,6 +55,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
         assert result.mask.array.any()
         assert seen == ["waiting for the server", "server busy, retrying (1/5)", "done"]
         assert scheduler.stats()["running"] == 0 and scheduler.times.estimate("predict (embedding)") != 1.0
+        assert scheduler.stats()["reserved"] == 1  # the client's retry sent its ticket back and took its place
         context.close()
 
 

@@ -2,9 +2,10 @@
 
 Transient failures are retried with jittered exponential backoff: a connection that could not
 be opened, and 502/503/504 answers (the server refused before doing anything). A busy server
-(503, or 429 with ``Retry-After``) is retried after the time it asks for, plus jitter, and each
-wait is reported through the progress callback ("server busy, retrying (n/N)"). A connection
-lost mid-request is retried only for idempotent requests, so a click is never added twice.
+(503, or 429 with ``Retry-After``) is retried after the time it asks for, plus jitter, with the
+503's ticket (the place the server keeps for it in its queue), and each wait is reported through
+the progress callback ("server busy, retrying (n/N)"). A connection lost mid-request is retried
+only for idempotent requests, so a click is never added twice.
 
 Certificates are verified by default (``ca_bundle`` for a private CA); ``insecure=True`` turns
 verification off with a warning. An API key is never sent over plain HTTP to another machine.
@@ -24,7 +25,7 @@ import httpx
 from .. import __version__
 from ..engines.base import ProgressCallback
 from ..errors import CancelledError, InputError, RTSAMError
-from ..server import API_VERSION, DEADLINE_HEADER
+from ..server import API_VERSION, DEADLINE_HEADER, RETRY_JITTER, TICKET_HEADER
 
 RETRY_STATUS = {502, 503, 504}
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -105,9 +106,12 @@ class Transport:
                     if busy == self.busy_retries:
                         raise _error(response)
                     busy += 1
+                    if TICKET_HEADER in response.headers:  # the retry takes the place kept for it
+                        kwargs["headers"] = {**dict(kwargs.get("headers") or {}),
+                                             TICKET_HEADER: response.headers[TICKET_HEADER]}
                     if progress is not None:
                         progress(0.0, f"server busy, retrying ({busy}/{self.busy_retries})")
-                    _sleep(retry_after * random.uniform(1.0, 1.5), cancel)
+                    _sleep(retry_after * random.uniform(1.0, RETRY_JITTER), cancel)
                     continue
                 if failures == self.retries or response.status_code not in RETRY_STATUS:
                     raise _error(response)
