@@ -29,9 +29,8 @@ from . import RETRY_JITTER
 from .sessions import StoreError
 
 INTERACTIVE, BATCH = 0, 1
-RETRY_AFTER_MAX_S = 120.0
 LATE_MARGIN_S = 1.0  # a queue running this much behind its estimate may refuse what it admitted
-RESERVATION_GRACE_S = 10.0  # a reservation is dropped this long after its retry's latest expected return
+RESERVATION_GRACE_S = 10.0  # a reservation is dropped this long after its client's latest expected return
 
 
 class Busy(StoreError):
@@ -69,7 +68,7 @@ class Ticket:
         self.refused: Busy | None = None
         self.wake: Callable[[], None] | None = None
         self.token: str | None = None
-        self.expires = math.inf
+        self.back_from = self.back_by = -math.inf  # when the client of a reservation is expected back
 
 
 class Scheduler:
@@ -204,7 +203,8 @@ class Scheduler:
         return None
 
     def _wait_estimate(self, ticket: Ticket) -> float:
-        """Seconds until queued ``ticket`` would start: the slots work off what runs and what is served before it."""
+        """Seconds until queued ``ticket`` would start: the slots work off what runs and what is served before
+        it, reservations included when their clients are expected back by their turn (and not overdue)."""
         now = self.clock()
         free_at = [max(0.0, t.estimate - (now - t.started)) for t in self._running]
         free_at += [0.0] * (self.slots - len(free_at))
@@ -213,22 +213,25 @@ class Scheduler:
             for other in _service_order(self._queues[priority]):
                 if other is ticket:
                     return free_at[0]
-                heapq.heapreplace(free_at, free_at[0] + other.estimate)
+                if other.wake is not None or other.back_from <= now + free_at[0] and now <= other.back_by:
+                    heapq.heapreplace(free_at, free_at[0] + self.times.estimate(other.kind))
         raise AssertionError("the ticket is not queued")
 
     def _refuse(self, ticket: Ticket, wait: float, retry: float | None = None) -> Busy:
         """``Busy`` for queued ``ticket`` facing ``wait`` seconds, its place kept as a reservation. By default
-        retry when the wait would fit its deadline, early enough that the client's jitter does not bring it
-        back after its turn."""
+        retry when the wait would fit its deadline, but for a long wait well before its turn (even with the
+        client's jitter and a queue moving faster than estimated) and within half a deadline: a slot must not
+        idle while the clients of the queued work all sleep (a kind not yet measured is overestimated)."""
         deadline = ticket.deadline or 0.0
         if retry is None:
             fits_in = wait - max(0.0, deadline - ticket.estimate)
-            retry = min(RETRY_AFTER_MAX_S, max(1.0, min(fits_in, wait / RETRY_JITTER)))
+            retry = max(1.0, min(fits_in, wait / (2 * RETRY_JITTER), deadline / 2))
         error = Busy(f"server busy: a {ticket.kind} would take about {wait + ticket.estimate:.0f} s here, over its "
                      f"{deadline:g} s deadline ({sum(len(q) for q in self._queues[ticket.priority].values())} "
                      f"queued); your place in the queue is kept: retry in {math.ceil(retry)} s")
         ticket.wake, ticket.token = None, ticket.token or secrets.token_urlsafe(12)
-        ticket.expires = self.clock() + retry * RETRY_JITTER + RESERVATION_GRACE_S
+        now = self.clock()
+        ticket.back_from, ticket.back_by = now + retry, now + math.ceil(retry) * RETRY_JITTER + 1.0
         self._reserved[ticket.token] = ticket
         error.retry_after, error.ticket = retry, ticket.token
         return error
@@ -237,7 +240,7 @@ class Scheduler:
         """Drop the reservations whose clients did not come back in time."""
         now = self.clock()
         for token, ticket in list(self._reserved.items()):
-            if ticket.expires < now:
+            if ticket.back_by + RESERVATION_GRACE_S < now:
                 del self._reserved[token]
                 self._unqueue(ticket)
 
