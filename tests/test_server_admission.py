@@ -280,3 +280,13 @@ def test_a_request_refused_late_keeps_the_head_of_the_line():
         assert served == ["bob", "carol"]
 
     asyncio.run(main())
+
+
+def test_a_job_keeps_its_slot_at_a_checkpoint_when_only_a_reservation_is_queued():
+    sched, _ = scheduler(slots=1)
+    sched.times.record("itv step", 50.0)
+    job = sched.hold("carol", "itv step", BATCH)
+    refused = asyncio.run(_refused(sched, "alice", 10))  # its client sleeps: nothing interactive waits now
+    assert sched.checkpoint(job) is job and sched.stats()["running"] == 1
+    sched.release(job)
+    assert refused.ticket and sched.stats()["reserved"] == 1  # still kept for alice's retry

@@ -117,7 +117,8 @@ class Scheduler:
     def checkpoint(self, ticket: Ticket, cancelled: Callable[[], bool] = lambda: False) -> Ticket | None:
         """A job's progress point: record the step and hand the slot over if interactive work waits."""
         with self._lock:
-            waiting = any(self._queues[p] for p in self._queues if p < ticket.priority)
+            waiting = any(t.wake is not None for p in self._queues if p < ticket.priority
+                          for queue in self._queues[p].values() for t in queue)  # reservations do not wait here
             self._record(ticket)
             ticket.started = self.clock()
         if not waiting:
