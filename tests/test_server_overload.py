@@ -2,7 +2,10 @@
 
 import datetime
 import ipaddress
+import json
 import re
+import subprocess
+import sys
 import time
 
 import httpx
@@ -138,6 +141,26 @@ def test_tls_is_verified_by_default_with_a_ca_bundle_or_explicitly_insecure(tmp_
             RemoteEngine(url.replace("https", "http"), api_key=KEY, retries=0).test_connection()
     with pytest.raises(InputError, match="cannot use the CA bundle"):
         RemoteEngine("https://127.0.0.1:1", ca_bundle=tmp_path / "missing.pem")
+
+
+def test_a_server_for_a_parent_program_serves_tls_and_announces_its_https_url(tmp_path):
+    cert, key = self_signed(tmp_path)
+    ready, log = tmp_path / "ready.json", open(tmp_path / "serve.log", "wb")
+    command = [sys.executable, "-m", "rtsam", "serve", "--port", "0", "--tls-cert", cert, "--tls-key", key,
+               "--ready-file", str(ready), "--exit-with-stdin"]
+    with log, subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT) as process:
+        start = time.monotonic()
+        while not ready.is_file():
+            assert process.poll() is None and time.monotonic() - start < 300, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        url = json.loads(ready.read_text())["url"]
+        assert url.startswith("https://127.0.0.1:")
+        engine = RemoteEngine(url, ca_bundle=cert)
+        assert engine.test_connection()["engine"] == "litemedsam"
+        engine.close()
+        process.stdin.close()  # the parent exits
+        assert process.wait(60) == 0
+    assert f"rtsam serve: ready at {url}" in (tmp_path / "serve.log").read_text()
 
 
 def test_client_never_sends_a_key_over_plain_http_to_another_host():

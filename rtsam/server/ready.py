@@ -26,19 +26,16 @@ READY_LINE = "rtsam serve: ready at"
 def serve_for_parent(app: FastAPI, config: ServerConfig, ready_file: str | Path, exit_with_stdin: bool = False) -> None:
     """Serve until stopped; announce the bound URL through ``ready_file`` (written atomically)."""
     bound = BoundServer(app, config.host, config.port, log_level="info")
-    threading.Thread(target=_announce, args=(bound, Path(ready_file)), daemon=True).start()
     if exit_with_stdin:
         threading.Thread(target=_stop_at_stdin_eof, args=(bound,), daemon=True).start()
-    bound.run()
+    bound.run(on_started=lambda: _announce(bound.url, Path(ready_file)))
 
 
-def _announce(bound: BoundServer, ready_file: Path) -> None:
-    if not bound.wait_started():
-        return
+def _announce(url: str, ready_file: Path) -> None:
     partial = ready_file.with_name(ready_file.name + ".part")
-    partial.write_text(json.dumps({"url": bound.url, "pid": os.getpid()}), encoding="utf-8")
+    partial.write_text(json.dumps({"url": url, "pid": os.getpid()}), encoding="utf-8")
     os.replace(partial, ready_file)
-    print(f"{READY_LINE} {bound.url}", flush=True)
+    print(f"{READY_LINE} {url}", flush=True)
 
 
 def _stop_at_stdin_eof(bound: BoundServer) -> None:

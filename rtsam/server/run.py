@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,8 +39,11 @@ class BoundServer:
                                                     timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
                                                     **tls))
 
-    def run(self) -> None:
-        """Serve until stopped (in the main thread: also until SIGINT/SIGTERM)."""
+    def run(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve until stopped (in the main thread: also until SIGINT/SIGTERM); call ``on_started``
+        (in another thread) once the server answers."""
+        if on_started is not None:
+            threading.Thread(target=lambda: self.wait_started() and on_started(), daemon=True).start()
         try:
             self.server.run(sockets=[self.socket])
         finally:
@@ -68,7 +71,8 @@ def serve(app: FastAPI, config: ServerConfig) -> None:
     if config.host not in LOOPBACK and not config.tls_cert:
         log.warning("serving on %s over plain HTTP: clients refuse to send a key to it; use --tls-cert/--tls-key",
                     config.host)
-    BoundServer(app, config.host, config.port, log_level="info").run()
+    bound = BoundServer(app, config.host, config.port, log_level="info")
+    bound.run(on_started=lambda: print(f"rtsam serve: listening on {bound.url} (Ctrl+C to stop)", flush=True))
 
 
 def tls_options(config: ServerConfig) -> dict:
