@@ -23,13 +23,32 @@ def scheduler(slots=1, segment_s=2.0):
     return Scheduler(slots, times, clock), clock
 
 
-def test_service_time_is_a_moving_estimate_per_kind():
+def test_service_time_is_a_moving_estimate_per_kind_with_its_spread():
     times = ServiceTimes("litemedsam", initial_s=2.0, weight=0.5)
-    assert times.estimate("segment") == 2.0
+    assert times.estimate("segment") == 2.0 and times.spread("segment") == 0.0
     times.record("segment", 4.0)
+    assert times.spread("segment") == 0.0
     times.record("segment", 2.0)
     assert times.estimate("segment") == 3.0 and times.estimate("predict") == 2.0
+    assert times.spread("segment") == 2.0  # twice the mean deviation: 0.5 * |2 - 4|
     assert times.snapshot() == {"engine": "litemedsam", "segment": 3.0}
+
+
+def test_admission_leaves_room_for_a_request_slower_than_the_mean():
+    async def main():
+        sched, _ = scheduler(slots=1)
+        for seconds in (2.0, 4.0, 2.0, 4.0):
+            sched.times.record("segment", seconds)  # mean 2.9 s, spread 1.8 s
+        async with sched.slot("alice", "segment", deadline=8):  # 2.9 s left
+            with pytest.raises(Busy, match="about 8 s here, over its 7 s deadline"):  # 2.9 + 2.9 fits on average
+                async with sched.slot("bob", "segment", deadline=7):
+                    pass
+            admitted = asyncio.ensure_future(_hold_slot(sched, "carol", 11))  # after bob's place: 3 * 2.9 + 1.8
+            await asyncio.sleep(0)
+            assert not admitted.done()
+        await admitted
+
+    asyncio.run(main())
 
 
 def test_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_after():

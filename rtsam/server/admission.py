@@ -41,18 +41,27 @@ class Busy(StoreError):
 
 
 class ServiceTimes:
-    """Moving average of the service time of each request kind, per engine."""
+    """Moving average of the service time of each request kind, per engine, and of its deviation."""
 
     def __init__(self, engine: str, initial_s: float = 2.0, weight: float = 0.3):
         self.engine, self.initial_s, self.weight = engine, float(initial_s), float(weight)
         self._seconds: dict[str, float] = {}
+        self._deviation: dict[str, float] = {}
 
     def estimate(self, kind: str) -> float:
         return self._seconds.get(kind, self.initial_s)
 
+    def spread(self, kind: str) -> float:
+        """How much longer than ``estimate`` one request may well take (twice the mean deviation)."""
+        return 2.0 * self._deviation.get(kind, 0.0)
+
     def record(self, kind: str, seconds: float) -> None:
         old = self._seconds.get(kind)
-        self._seconds[kind] = seconds if old is None else old + self.weight * (seconds - old)
+        if old is None:
+            self._seconds[kind], self._deviation[kind] = seconds, 0.0
+            return
+        self._seconds[kind] = old + self.weight * (seconds - old)
+        self._deviation[kind] += self.weight * (abs(seconds - old) - self._deviation[kind])
 
     def snapshot(self) -> dict:
         return {"engine": self.engine, **{k: round(v, 3) for k, v in self._seconds.items()}}
@@ -161,7 +170,7 @@ class Scheduler:
                 self._queues[priority].setdefault(owner, deque()).append(ticket)
             if deadline is not None:
                 ticket.expected_wait = self._wait_estimate(ticket)
-                if ticket.expected_wait > 0 and ticket.expected_wait + ticket.estimate > deadline:
+                if ticket.expected_wait > 0 and ticket.expected_wait + self._service_bound(ticket) > deadline:
                     raise self._refuse(ticket, ticket.expected_wait)
             ticket.wake = wake
             self._dispatch()
@@ -175,7 +184,7 @@ class Scheduler:
             now = self.clock()
             waited = now - ticket.arrival
             ticket.estimate = max(ticket.estimate, self.times.estimate(ticket.kind))  # learnt while it waited
-            if ticket.deadline is not None and waited + ticket.estimate > ticket.deadline and \
+            if ticket.deadline is not None and waited + self._service_bound(ticket) > ticket.deadline and \
                     waited > ticket.expected_wait + LATE_MARGIN_S:  # the queue fell behind: refuse, not answer late
                 self._queues[ticket.priority].setdefault(ticket.owner, deque()).appendleft(ticket)
                 self._queues[ticket.priority].move_to_end(ticket.owner, last=False)  # keeps the head of the line
@@ -223,11 +232,11 @@ class Scheduler:
         retry when the wait would fit its deadline, but for a long wait well before its turn (even with the
         client's jitter and a queue moving faster than estimated) and within half a deadline: a slot must not
         idle while the clients of the queued work all sleep (a kind not yet measured is overestimated)."""
-        deadline = ticket.deadline or 0.0
+        deadline, service = ticket.deadline or 0.0, self._service_bound(ticket)
         if retry is None:
-            fits_in = wait - max(0.0, deadline - ticket.estimate)
+            fits_in = wait - max(0.0, deadline - service)
             retry = max(1.0, min(fits_in, wait / (2 * RETRY_JITTER), deadline / 2))
-        error = Busy(f"server busy: a {ticket.kind} would take about {wait + ticket.estimate:.0f} s here, over its "
+        error = Busy(f"server busy: a {ticket.kind} would take about {wait + service:.0f} s here, over its "
                      f"{deadline:g} s deadline ({sum(len(q) for q in self._queues[ticket.priority].values())} "
                      f"queued); your place in the queue is kept: retry in {math.ceil(retry)} s")
         ticket.wake, ticket.token = None, ticket.token or secrets.token_urlsafe(12)
@@ -236,6 +245,11 @@ class Scheduler:
         self._reserved[ticket.token] = ticket
         error.retry_after, error.ticket = retry, ticket.token
         return error
+
+    def _service_bound(self, ticket: Ticket) -> float:
+        """Seconds within which ``ticket``'s work will most likely be done (admission answers within the deadline
+        when a request takes longer than the mean)."""
+        return ticket.estimate + self.times.spread(ticket.kind)
 
     def _expire(self) -> None:
         """Drop the reservations whose clients did not come back in time."""
