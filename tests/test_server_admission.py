@@ -23,13 +23,32 @@ def scheduler(slots=1, segment_s=2.0):
     return Scheduler(slots, times, clock), clock
 
 
-def test_service_time_is_a_moving_estimate_per_kind():
+def test_service_time_is_a_moving_estimate_per_kind_with_its_spread():
     times = ServiceTimes("litemedsam", initial_s=2.0, weight=0.5)
-    assert times.estimate("segment") == 2.0
+    assert times.estimate("segment") == 2.0 and times.spread("segment") == 0.0
     times.record("segment", 4.0)
+    assert times.spread("segment") == 0.0
     times.record("segment", 2.0)
     assert times.estimate("segment") == 3.0 and times.estimate("predict") == 2.0
+    assert times.spread("segment") == 2.0  # twice the mean deviation: 0.5 * |2 - 4|
     assert times.snapshot() == {"engine": "litemedsam", "segment": 3.0}
+
+
+def test_admission_leaves_room_for_a_request_slower_than_the_mean():
+    async def main():
+        sched, _ = scheduler(slots=1)
+        for seconds in (2.0, 4.0, 2.0, 4.0):
+            sched.times.record("segment", seconds)  # mean 2.9 s, spread 1.8 s
+        async with sched.slot("alice", "segment", deadline=8):  # 2.9 s left
+            with pytest.raises(Busy, match="about 8 s here, over its 7 s deadline"):  # 2.9 + 2.9 fits on average
+                async with sched.slot("bob", "segment", deadline=7):
+                    pass
+            admitted = asyncio.ensure_future(_hold_slot(sched, "carol", 11))  # after bob's place: 3 * 2.9 + 1.8
+            await asyncio.sleep(0)
+            assert not admitted.done()
+        await admitted
+
+    asyncio.run(main())
 
 
 def test_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_after():
@@ -53,10 +72,10 @@ def test_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_aft
     asyncio.run(main())
 
 
-async def _hold_slot(sched, owner, deadline, served=None):
-    async with sched.slot(owner, "segment", deadline):
+async def _hold_slot(sched, owner, deadline, served=None, kind="segment", reservation=None, name=None):
+    async with sched.slot(owner, kind, deadline, reservation=reservation):
         if served is not None:
-            served.append(owner)
+            served.append(name or owner)
         await asyncio.sleep(0)
 
 
@@ -174,13 +193,119 @@ def test_key_limits_per_minute_with_retry_after():
         unlimited.charge_request("alice")
 
 
-def test_an_engine_slower_than_the_deadline_serves_when_a_slot_is_free_and_queues_nothing():
+def test_an_engine_slower_than_the_deadline_serves_when_a_slot_is_free_and_keeps_the_next_turn():
     async def main():
-        sched, _ = scheduler(slots=1, segment_s=50.0)
+        sched, clock = scheduler(slots=1, segment_s=50.0)
         async with sched.slot("alice", "segment", deadline=30):  # an idle server serves it, however slow
             with pytest.raises(Busy, match="about 100 s") as refused:
                 async with sched.slot("bob", "segment", deadline=30):
                     pass
-        assert refused.value.retry_after == 50.0  # when the slot frees
+            clock.now = 30.0  # alice's request ended early
+        assert refused.value.retry_after == 15.0  # early (half a deadline): the client comes back to check
+        assert sched.stats()["reserved"] == 1
+        await _hold_slot(sched, "bob", 30, reservation=refused.value.ticket)  # the slot is free: served
 
     asyncio.run(main())
+
+
+async def _refused(sched, owner, deadline, kind="segment", reservation=None) -> Busy:
+    with pytest.raises(Busy) as refused:
+        async with sched.slot(owner, kind, deadline, reservation=reservation):
+            pass
+    return refused.value
+
+
+def test_a_refused_request_keeps_its_place_so_cheaper_later_requests_do_not_overtake_it_forever():
+    async def main():
+        sched, clock = scheduler(slots=1)
+        sched.times.record("segment", 1.0)
+        sched.times.record("segment (embedding)", 6.0)  # a first segment costs more: it fits only a short queue
+        served = []
+        async with sched.slot("alice", "segment", deadline=10):  # 1 s running
+            cheap = [asyncio.ensure_future(_hold_slot(sched, "alice", 10, served, name=f"c{n}")) for n in range(4)]
+            await asyncio.sleep(0)
+            first = await _refused(sched, "alice", 10, "segment (embedding)")  # 5 s ahead + 6 s > 10 s
+            assert first.ticket and first.retry_after == 1.0
+            assert "your place in the queue is kept" in str(first)
+            # a click arriving now would fit (5 s ahead + 1 s) but queues behind the reservation
+            later = await _refused(sched, "alice", 10)
+            assert sched.stats()["queued"]["interactive"] == 4 and sched.stats()["reserved"] == 2
+            clock.now = 1.0
+        await asyncio.sleep(0)  # c0 runs; the retry takes its place back: 3 s ahead + 6 s fits
+        back = asyncio.ensure_future(_hold_slot(sched, "alice", 10, served, "segment (embedding)", first.ticket, "E"))
+        again = await _refused(sched, "alice", 10, reservation=later.ticket)  # 9 s ahead of the click: still waits
+        assert again.ticket == later.ticket  # the same place
+        await asyncio.gather(*cheap, back)
+        assert served == ["c0", "c1", "c2", "c3", "E"]
+        await _hold_slot(sched, "alice", 10, served, reservation=later.ticket, name="later")
+        assert served[-1] == "later" and sched.stats()["reserved"] == 0
+
+    asyncio.run(main())
+
+
+def test_a_retry_without_its_ticket_or_with_another_keys_queues_at_the_back():
+    async def main():
+        sched, _ = scheduler(slots=1, segment_s=4.0)
+        async with sched.slot("alice", "segment", deadline=10):
+            queued = asyncio.ensure_future(_hold_slot(sched, "alice", 10))  # 4 + 4 <= 10
+            await asyncio.sleep(0)
+            first = await _refused(sched, "alice", 10)  # 8 s ahead
+            assert (await _refused(sched, "alice", 10)).retry_after > first.retry_after  # behind the reservation
+            stolen = await _refused(sched, "bob", 5, reservation=first.ticket)  # bob cannot take alice's place
+            assert stolen.ticket != first.ticket and sched.stats()["reserved"] == 3
+        await queued
+
+    asyncio.run(main())
+
+
+def test_other_keys_still_take_turns_with_a_key_holding_reservations():
+    async def main():
+        sched, clock = scheduler(slots=1, segment_s=1.0)
+        served = []
+        async with sched.slot("alice", "segment", deadline=3):
+            mine = [asyncio.ensure_future(_hold_slot(sched, "alice", 3, served)) for _ in range(2)]
+            await asyncio.sleep(0)
+            reservations = [await _refused(sched, "alice", 3) for _ in range(3)]
+            bob = asyncio.ensure_future(_hold_slot(sched, "bob", 3, served))  # 1 s running + one alice turn
+            await asyncio.sleep(0)
+            assert not bob.done()
+        await asyncio.gather(*mine, bob)
+        assert served == ["alice", "bob", "alice"]
+        clock.now = 100.0  # their clients never came back: the reservations lapse
+        assert sched.stats()["reserved"] == 0
+        await _hold_slot(sched, "alice", 3, served, reservation=reservations[0].ticket)  # a lapsed ticket: a new place
+        assert served[-1] == "alice"
+
+    asyncio.run(main())
+
+
+def test_a_request_refused_late_keeps_the_head_of_the_line():
+    async def main():
+        sched, clock = scheduler(slots=1, segment_s=2.0)
+        served = []
+        async with sched.slot("alice", "segment", deadline=10):
+            late = asyncio.ensure_future(_hold_slot(sched, "bob", 5, served))  # 2 + 2 <= 5: admitted
+            await asyncio.sleep(0)
+            clock.now = 4.0  # the running request overran its estimate
+        with pytest.raises(Busy) as refused:
+            await late
+        assert refused.value.retry_after == 1.0
+        async with sched.slot("alice", "segment", deadline=10):  # takes the free slot meanwhile
+            after = asyncio.ensure_future(_hold_slot(sched, "carol", 30, served, name="carol"))  # behind bob
+            await asyncio.sleep(0)
+            back = asyncio.ensure_future(_hold_slot(sched, "bob", 10, served, reservation=refused.value.ticket))
+            await asyncio.sleep(0)
+        await asyncio.gather(after, back)
+        assert served == ["bob", "carol"]
+
+    asyncio.run(main())
+
+
+def test_a_job_keeps_its_slot_at_a_checkpoint_when_only_a_reservation_is_queued():
+    sched, _ = scheduler(slots=1)
+    sched.times.record("itv step", 50.0)
+    job = sched.hold("carol", "itv step", BATCH)
+    refused = asyncio.run(_refused(sched, "alice", 10))  # its client sleeps: nothing interactive waits now
+    assert sched.checkpoint(job) is job and sched.stats()["running"] == 1
+    sched.release(job)
+    assert refused.ticket and sched.stats()["reserved"] == 1  # still kept for alice's retry

@@ -142,8 +142,9 @@ def send(server: Server, request: dict):
     if request["key"]:
         headers["X-API-Key"] = request["key"]
     kind, body = request["body"] or (None, None)
-    if kind == "json":
-        return server.http.request(request["method"], path, params=query, headers=headers, json=body)
+    if kind == "json":  # json.dumps also writes NaN and Infinity, which httpx refuses to send
+        headers["Content-Type"] = "application/json"
+        return server.http.request(request["method"], path, params=query, headers=headers, content=json.dumps(body))
     if kind == "frame":
         headers["Content-Type"] = wire.CONTENT_TYPE
         return server.http.request(request["method"], path, params=query, headers=headers, content=body)

@@ -118,7 +118,7 @@ def load_test(url: str, api_key: str | None, sessions: int, clicks: int, app=Non
     report["image_shape"] = list(image.array.shape)
     if app is not None:
         report.update(engine=app.state.engine.name, **device_info(app.state.engine.device),
-                      deadline_s=app.state.config.deadline_s, max_concurrent=app.state.config.max_concurrent,
+                      max_concurrent=app.state.config.max_concurrent,
                       service_s=app.state.scheduler.times.snapshot())
     print_json(report)
     return 1 if report["failures"] else 0

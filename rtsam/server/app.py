@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,7 @@ from .. import __version__
 from ..devices import device_info
 from ..engines.base import Engine, SegmentationResult, is_low_quality
 from ..errors import CancelledError, RTSAMError
-from . import API_VERSION, wire
+from . import API_VERSION, TICKET_HEADER, wire
 from .admission import Scheduler, ServiceTimes
 from .auth import HEADER, AuthError, KeyChecker
 from .config import ServerConfig
@@ -47,11 +48,21 @@ def owner(request: Request, key: str | None = Depends(api_key_header)) -> str:
     return who
 
 
-def deadline(request: Request, x_rtsam_deadline: float | None = Header(
-        None, gt=0, le=86400, description="seconds the client waits for the answer (its timeout)")) -> float:
-    """Seconds within which an interactive request must be answered: the server's, or the client's if shorter."""
+@dataclass(frozen=True)
+class Admission:
+    deadline_s: float  # the request is answered within this, or refused at once (503)
+    reservation: str | None  # the ticket of this request's earlier 503: its place in the queue
+
+
+def admission(request: Request,
+              x_rtsam_deadline: float | None = Header(
+                  None, gt=0, le=86400, description="seconds the client waits for the answer (its timeout)"),
+              x_rtsam_ticket: str | None = Header(
+                  None, max_length=64, description="the X-RTSAM-Ticket of this request's last 503 (keeps its place)"),
+              ) -> Admission:
+    """An interactive request's deadline (the server's, or the client's if shorter) and reservation."""
     configured = request.app.state.config.deadline_s
-    return configured if x_rtsam_deadline is None else min(configured, x_rtsam_deadline)
+    return Admission(configured if x_rtsam_deadline is None else min(configured, x_rtsam_deadline), x_rtsam_ticket)
 
 
 def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
@@ -124,8 +135,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error(422, f"invalid request: {problems}")
 
     app.add_exception_handler(AuthError, lambda r, e: error(401, str(e), {"WWW-Authenticate": HEADER}))
-    app.add_exception_handler(StoreError, lambda r, e: error(
-        e.status, str(e), None if e.retry_after is None else {"Retry-After": str(math.ceil(e.retry_after))}))
+    app.add_exception_handler(StoreError, lambda r, e: error(e.status, str(e), _retry_headers(e)))
     app.add_exception_handler(CancelledError, lambda r, e: error(409, str(e)))
     app.add_exception_handler(RTSAMError, lambda r, e: error(400, str(e)))
 
@@ -133,6 +143,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def internal(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error(500, f"internal server error ({type(exc).__name__}); the server log has details")
+
+
+def _retry_headers(e: StoreError) -> dict | None:
+    """Retry-After, and the ticket of a refused request's kept place."""
+    if e.retry_after is None:
+        return None
+    ticket = getattr(e, "ticket", None)
+    return {"Retry-After": str(math.ceil(e.retry_after)), **({TICKET_HEADER: ticket} if ticket else {})}
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -175,7 +193,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/v1/sessions/{session_id}/predict", tags=["engine"], responses=FRAME_RESPONSE,
               response_class=Response)
     async def predict(session_id: str, body: PredictIn, request: Request, who: str = Depends(owner),
-                      seconds: float = Depends(deadline)) -> Response:
+                      admitted: Admission = Depends(admission)) -> Response:
         """Stateless prediction with a full prompt (the ``EngineContext.predict`` interface)."""
         session = request.app.state.store.get(who, session_id)
 
@@ -185,7 +203,7 @@ def _add_routes(app: FastAPI) -> None:
                 raise RTSAMError(f"result {body.previous} is not among this session's recent results")
             return session.context().predict(body.prompt.to_prompt(), previous=previous)
 
-        return await run_exclusive(request.app, session, run, body.probability, "predict", seconds)
+        return await run_exclusive(request.app, session, run, body.probability, "predict", admitted)
 
 
 class UploadTooLarge(StoreError):
@@ -234,9 +252,9 @@ def decode_image(body: bytes, max_bytes: int):
 
 
 async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: bool, kind: str | None = None,
-                        seconds: float | None = None) -> Response:
+                        admitted: Admission | None = None) -> Response:
     """Run ``run()`` in a worker thread holding the session lock and, for a ``kind`` of engine work,
-    an inference slot that must be answered within ``seconds`` (else ``Busy``, 503).
+    an inference slot that must be answered within ``admitted.deadline_s`` (else ``Busy``, 503).
 
     Waiting for a slot happens on the event loop, so queued predictions hold no worker thread
     and cheap requests (edits, status) stay fast under load."""
@@ -251,7 +269,8 @@ async def run_exclusive(app: FastAPI, session: ServerSession, run, probability: 
     if kind is None:
         return Response(await run_in_threadpool(locked), media_type=wire.CONTENT_TYPE)
     kind = kind if session.warm else f"{kind} (embedding)"  # the first prediction on an image costs more
-    async with app.state.scheduler.slot(session.owner, kind, seconds):
+    slot = app.state.scheduler.slot(session.owner, kind, admitted.deadline_s, reservation=admitted.reservation)
+    async with slot:
         body = await run_in_threadpool(locked)
     return Response(body, media_type=wire.CONTENT_TYPE)
 

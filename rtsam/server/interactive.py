@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from ..errors import InputError
-from .app import FRAME_RESPONSE, deadline, owner, run_exclusive
+from .app import FRAME_RESPONSE, Admission, admission, owner, run_exclusive
 from .schemas import BoxIn, ClickIn, PromptIn, PromptState, SegmentIn, TaskIn
 
 router = APIRouter(tags=["interactive session"])
@@ -66,11 +66,11 @@ def redo(session_id: str, request: Request, who: str = Depends(owner)) -> Prompt
 
 @router.post("/sessions/{session_id}/segment", responses=FRAME_RESPONSE, response_class=Response)
 async def segment(session_id: str, body: SegmentIn, request: Request, who: str = Depends(owner),
-                  seconds: float = Depends(deadline)) -> Response:
+                  admitted: Admission = Depends(admission)) -> Response:
     """Run ``Session.predict()`` on the current prompt (embeddings are reused across calls)."""
     server_session = request.app.state.store.get(who, session_id)
     return await run_exclusive(request.app, server_session, lambda: server_session.interactive().predict(),
-                               body.probability, "segment", seconds)
+                               body.probability, "segment", admitted)
 
 
 @router.get("/sessions/{session_id}/result", responses=FRAME_RESPONSE, response_class=Response)

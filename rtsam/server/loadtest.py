@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..client.transport import Transport
 from ..volume import Volume
 from . import wire
 
@@ -28,7 +29,11 @@ def run_load_test(url: str, image: Volume, box_lps: np.ndarray, sessions: int = 
     """Run the load test against ``url``; returns latency percentiles per kind, refusals and failures.
 
     ``latency_ms``: the answered attempt (send to answer); ``with_retries_ms``: first send to answer,
-    waits for a busy server included. ``tls``: ``ca_bundle``/``insecure`` for an https server."""
+    waits for a busy server included; ``segments_over_deadline``: segments answered later than the
+    server's deadline. ``tls``: ``ca_bundle``/``insecure`` for an https server."""
+    info = Transport(url, api_key, timeout, **tls)
+    deadline_s = info.request("GET", "/v1/info").json()["limits"]["deadline_s"]
+    info.close()
     stats = _Stats()
     start = time.perf_counter()
     with ThreadPoolExecutor(sessions) as pool:
@@ -45,6 +50,8 @@ def run_load_test(url: str, image: Volume, box_lps: np.ndarray, sessions: int = 
             "latency_ms": {k: _percentiles(v) for k, v in stats.served.items()},
             "with_retries_ms": {k: _percentiles(v) for k, v in stats.total.items()},
             "refused_busy": dict(stats.refused), "timeouts": sum("Timeout" in f for f in stats.failures),
+            "deadline_s": deadline_s,
+            "segments_over_deadline": sum(ms > deadline_s * 1000.0 for ms in stats.served["segment"]),
             "failures": stats.failures}
 
 
@@ -64,8 +71,6 @@ def _variant(image: Volume, n: int) -> Volume:
 
 
 def _client(url, api_key, timeout, tls, image, box, clicks, n, stats: _Stats) -> None:
-    from ..client.transport import Transport
-
     rng = np.random.default_rng(n)
     http = Transport(url, api_key, timeout, busy_retries=1000, **tls)
 
