@@ -64,7 +64,7 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
 
 def test_server_keeps_an_idle_connection_open_longer_than_the_client_reuses_it():
     # equal idle timeouts (uvicorn's and httpx's default, 5 s) let a client send a click on a connection the server
-    # is closing: reset, and the click is lost (it is not sent twice); the 200-session load test lost 4 that way
+    # is closing: reset (the 200-session load test lost 4 clicks that way before clicks carried an Idempotency-Key)
     from rtsam.client.transport import Transport
     from rtsam.server.run import BoundServer
     from server_helpers import make_app

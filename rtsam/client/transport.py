@@ -5,7 +5,9 @@ be opened, and 502/503/504 answers (the server refused before doing anything). A
 (503, or 429 with ``Retry-After``) is retried after the time it asks for, plus jitter, with the
 503's ticket (the place the server keeps for it in its queue), and each wait is reported through
 the progress callback ("server busy, retrying (n/N)"). A connection lost mid-request is retried
-only for idempotent requests, so a click is never added twice.
+too: a request that is not idempotent (an upload, a click, a job) carries an ``Idempotency-Key``
+kept across its retries, and the server answers a repeat with its first answer, so a click is
+never added twice.
 
 Certificates are verified by default (``ca_bundle`` for a private CA); ``insecure=True`` turns
 verification off with a warning. An API key is never sent over plain HTTP to another machine.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import random
 import ssl
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -25,7 +28,7 @@ import httpx
 from .. import __version__
 from ..engines.base import ProgressCallback
 from ..errors import CancelledError, InputError, RTSAMError
-from ..server import API_VERSION, DEADLINE_HEADER, RETRY_JITTER, TICKET_HEADER
+from ..server import API_VERSION, DEADLINE_HEADER, IDEMPOTENCY_HEADER, RETRY_JITTER, TICKET_HEADER
 
 RETRY_STATUS = {502, 503, 504}
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -34,7 +37,7 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 KEEPALIVE_S = 30.0
 """Seconds an idle pooled connection is reused: below the idle timeout of our server (75 s) and of
 common proxies (60 s and more), so the client never sends on a connection the server is closing (a
-reset there loses a click, which is not sent twice). The default, 5 s, equals uvicorn's own."""
+reset there costs a retry). The default, 5 s, equals uvicorn's own."""
 
 
 class RemoteError(RTSAMError):
@@ -87,6 +90,8 @@ class Transport:
         """Send with retries; raise ``RemoteError`` with the server's message on any error status."""
         if checked:
             self.handshake()
+        if not idempotent:  # the server answers this key's repeats without applying them again
+            kwargs["headers"] = {**dict(kwargs.get("headers") or {}), IDEMPOTENCY_HEADER: uuid.uuid4().hex}
         failures = busy = 0
         while True:
             try:
@@ -95,7 +100,7 @@ class Transport:
                 if failures == self.retries:
                     raise RemoteError(f"cannot reach the rtsam server at {self.url}: {_reason(error)}") from None
             except LOST as error:
-                if failures == self.retries or not idempotent:
+                if failures == self.retries:
                     raise RemoteError(f"lost the connection to {self.url} during {method} {path}: "
                                       f"{type(error).__name__}") from None
             else:

@@ -12,3 +12,5 @@ TICKET_HEADER = "X-RTSAM-Ticket"
 """On a 503: names the place the refused request keeps in the queue; its retry sends it back to take it."""
 RETRY_JITTER = 1.5
 """Clients wait Retry-After times a random factor from 1 to this (so refused clients do not return at once)."""
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Names one user action; the server answers its repeats (a client's retry) without applying them again."""

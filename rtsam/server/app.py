@@ -27,6 +27,7 @@ from . import API_VERSION, TICKET_HEADER, wire
 from .admission import Scheduler, ServiceTimes
 from .auth import HEADER, AuthError, KeyChecker
 from .config import ServerConfig
+from .idempotency import add_idempotency
 from .limits import KeyLimits
 from .schemas import InfoOut, PredictIn, SessionOut, VersionOut
 from .sessions import ServerSession, SessionStore, StoreError
@@ -80,6 +81,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     app.state.limits = KeyLimits(config.key_requests_per_minute, config.key_upload_mb_per_minute)
     app.state.scheduler = Scheduler(config.max_concurrent, ServiceTimes(engine.name, config.initial_estimate_s))
     _add_error_handlers(app)
+    add_idempotency(app)
     _add_routes(app)
     from .interactive import router as interactive_router
     from .jobs import JobRunner, router as jobs_router

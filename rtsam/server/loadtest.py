@@ -80,7 +80,7 @@ def _client(url, api_key, timeout, tls, image, box, clicks, n, stats: _Stats) ->
                 stats.refused[kind] += 1
 
         t0 = time.perf_counter()
-        # only a click is not repeated when a connection drops (a segment or a box may be sent again)
+        # a click sent again after a dropped connection carries its Idempotency-Key: never added twice
         response = http.request(method, path, idempotent=not path.endswith("/clicks"), progress=busy, **kwargs)
         with stats.lock:
             stats.total[kind].append((time.perf_counter() - t0) * 1000.0)

@@ -20,7 +20,7 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 KEEP_ALIVE_S = 75
 """Seconds an idle keep-alive connection stays open (nginx's default). Clients must reuse theirs for
 less (``rtsam.client.transport.KEEPALIVE_S``): a connection the server closes just as a client sends
-on it is reset, and a lost non-idempotent request (a click) cannot be sent again."""
+on it is reset, and the request must then be sent again (safe, by its ``Idempotency-Key``, but slower)."""
 
 
 class BoundServer:
