@@ -34,6 +34,9 @@ def web(brain, tmp_path_factory):
     stop(process)
 
 
+CLICK_MM = 2.0  # how far from its target a click may land (brain1's pixels are 0.78 mm)
+
+
 def deepest_voxel_ras(label_path) -> np.ndarray:
     """The RAS position of the label voxel farthest from the label's border (surely inside)."""
     from scipy.ndimage import distance_transform_edt
@@ -69,6 +72,24 @@ async def wait_drawn(page) -> None:
     await page.wait_for(f"document.querySelector('img.image-display-area').src !== {before!r}", 30, "a new frame")
 
 
+async def click_on_target(page, target, tries: int = 3) -> dict:
+    """Click ``target`` in the axial view; the segment once the include point lies within CLICK_MM of it.
+    A click that lands elsewhere (the page still laying out a redrawn frame: seen once in 3 CI runs, a
+    harness race, not the app's mapping) is undone and sent again, at most ``tries`` times."""
+    landed = []
+    for _ in range(tries):
+        await wait_drawn(page)  # a click on a frame still being redrawn lands elsewhere
+        await click_at(page, "axial", "img.image-display-area", target)
+        segment = await page.wait_for("(s => s && s.includes === 1 && s)(window.trame.state.get('segment'))", 180,
+                                      "the segment")
+        landed.append(segment["include_ras"][0])
+        if np.linalg.norm(np.subtract(landed[-1], target)) <= CLICK_MM:
+            return segment
+        await page.click_element("#undo")
+        await page.wait_for("window.trame.state.get('segment').includes === 0", 120, "the undo")
+    raise AssertionError(f"clicks at RAS {np.round(target, 1).tolist()} landed at {landed}")
+
+
 async def screenshot_when_drawn(page, path: Path) -> None:
     await wait_drawn(page)
     await page.screenshot(path)
@@ -100,9 +121,7 @@ def test_click_in_axial_view_segments_the_tumour(web, brain, tmp_path):
         await page.trigger("jump_to", list(target))
         await page.click_element("#click-include")
         await page.wait_for("window.trame.state.get('click_mode') === 'include'")
-        await wait_drawn(page)  # a click on a frame still being redrawn lands elsewhere
-        await click_at(page, "axial", "img.image-display-area", target)
-        segment = await page.wait_for("window.trame.state.get('segment')", 180, "the segment")
+        segment = await click_on_target(page, target)
         assert await page.trigger("segment_contains", list(target))
         await screenshot_when_drawn(page, ARTEFACTS / "web-segment.png")
         await page.set_state(export_path=str(tmp_path / "out.seg.nrrd"), export_format="nrrd")

@@ -130,7 +130,9 @@ class SegmentTab:
             markups.disable_place_mode()
 
     def _publish(self, result) -> None:
-        from RTSAMCommon.mrml_convert import segment_mask
+        from RTSAMCommon.mrml_convert import points_lps, segment_mask
+
+        from ..volume import lps_to_ras
 
         state = self.logic.interaction
         mask = segment_mask(self.segmentation, result.segmentId, state.image)
@@ -139,6 +141,7 @@ class SegmentTab:
             "quality": None if result.quality is None else round(result.quality, 3), "low_quality": result.lowQuality,
             "engine": result.engine, "summary": result.summaryText(),
             "includes": self.include.GetNumberOfControlPoints(), "excludes": self.exclude.GetNumberOfControlPoints(),
+            "include_ras": np.round(lps_to_ras(points_lps(self.include)), 1).tolist(),
             "dice_reference": self.app.dice_with_references(mask),
         }
         self.app.set_status(f"segment: {result.summaryText()}")
