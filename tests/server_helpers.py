@@ -5,14 +5,23 @@ from __future__ import annotations
 import contextlib
 import functools
 
+import httpx
 import numpy as np
 
 from rtsam.data import data_dir
 from rtsam.io.images import read_image
+from rtsam.server import wire
 from rtsam.volume import Volume
 
 KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-0123456789abcdef"
+FRAME = {"Content-Type": wire.CONTENT_TYPE}
+
+
+def client(url, key=KEY, **kwargs) -> httpx.Client:
+    """A plain HTTP client presenting ``key`` (none when empty)."""
+    return httpx.Client(base_url=url, headers={"X-API-Key": key} if key else {}, trust_env=False, timeout=120,
+                        **kwargs)
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from rtsam.server.admission import BATCH, INTERACTIVE, Busy, Scheduler, ServiceTimes
+from rtsam.server.admission import BATCH, Busy, Scheduler, ServiceTimes
 from rtsam.server.limits import KeyLimits, RateLimited
 
 

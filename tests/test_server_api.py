@@ -9,23 +9,17 @@ import time
 import httpx
 import numpy as np
 import pytest
-from server_helpers import KEY, OTHER_KEY, cpu_engine, live_server, lung_crop
+from server_helpers import FRAME, KEY, OTHER_KEY, client, cpu_engine, live_server, lung_crop
 
 from rtsam.server import API_VERSION, wire
 from rtsam.session import Session
 from rtsam.volume import Volume
-
-FRAME = {"Content-Type": wire.CONTENT_TYPE}
 
 
 @pytest.fixture(scope="module")
 def server():
     with live_server(api_keys=[KEY, OTHER_KEY], max_sessions=4, max_upload_mb=1.0) as (url, app):
         yield url, app
-
-
-def client(url, key=KEY):
-    return httpx.Client(base_url=url, headers={"X-API-Key": key} if key else {}, trust_env=False, timeout=120)
 
 
 def upload(http, image):

@@ -3,16 +3,10 @@ not applied twice: real loopback server, real engine."""
 
 import httpx
 import numpy as np
-from server_helpers import KEY, OTHER_KEY, live_server, lung_crop
+from server_helpers import FRAME, KEY, OTHER_KEY, client, live_server, lung_crop
 
 from rtsam.client.transport import Transport
 from rtsam.server import IDEMPOTENCY_HEADER, wire
-
-FRAME = {"Content-Type": wire.CONTENT_TYPE}
-
-
-def client(url, key=KEY):
-    return httpx.Client(base_url=url, headers={"X-API-Key": key}, trust_env=False, timeout=120)
 
 
 def click(http, sid, lps, key):

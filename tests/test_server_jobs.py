@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from server_helpers import KEY, OTHER_KEY, cpu_engine, live_server, lung_crop_with_mask
+from server_helpers import FRAME, KEY, OTHER_KEY, cpu_engine, live_server, lung_crop_with_mask
 
 from rtsam.client import RemoteEngine, RemoteError, run_remote_itv
 from rtsam.errors import CancelledError
@@ -12,8 +12,6 @@ from rtsam.itv.generator import make_4dct
 from rtsam.itv.phases import make_phases
 from rtsam.itv.pipeline import run_itv
 from rtsam.server import wire
-
-FRAME = {"Content-Type": wire.CONTENT_TYPE}
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,14 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
-from server_helpers import KEY, OTHER_KEY, live_server, lung_crop
+from server_helpers import FRAME, KEY, OTHER_KEY, client, live_server, lung_crop
 
 from rtsam.cli import main
 from rtsam.client import RemoteEngine, RemoteError
 from rtsam.engines.base import Prompt
 from rtsam.errors import InputError
 from rtsam.server import wire
-
-FRAME = {"Content-Type": wire.CONTENT_TYPE}
-
-
-def client(url, key=KEY, **kwargs):
-    return httpx.Client(base_url=url, headers={"X-API-Key": key}, trust_env=False, timeout=120, **kwargs)
 
 
 def test_busy_server_refuses_early_and_the_client_retries_with_progress():
