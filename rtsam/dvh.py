@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GeometryError, InputError
-from .io.rasterize import contour_normal
+from .io.rasterize import contour_normal, contour_planes
 from .volume import Volume
 
 DOSE_UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
@@ -185,13 +185,13 @@ def structure_dvh(dose: Volume, structures, name: str, max_voxels: float = 4e6, 
 def _between_end_planes(mask: Volume, contours: list[np.ndarray]) -> Volume:
     """The mask cut at the first and last contour plane (a single-plane structure keeps its slab)."""
     normal = contour_normal(contours)
-    planes = [float(np.mean(c @ normal)) for c in contours]
-    if max(planes) - min(planes) < 1e-3:
+    planes = contour_planes(contours, normal)
+    if np.ptp(planes) < 1e-3:
         return mask
     k, j, i = np.indices(mask.array.shape, sparse=True)
     step = (mask.direction * np.asarray(mask.spacing)).T @ normal  # along the normal per i, j, k
     position = float(np.asarray(mask.origin) @ normal) + i * step[0] + j * step[1] + k * step[2]
-    inside = (position >= min(planes) - 1e-3) & (position <= max(planes) + 1e-3)
+    inside = (position >= planes.min() - 1e-3) & (position <= planes.max() + 1e-3)
     return mask.with_array((mask.array * inside).astype(mask.array.dtype))
 
 

@@ -66,7 +66,11 @@ class SeedModel:
 
     @classmethod
     def of(cls, values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> "SeedModel | None":
-        found = inside_and_ring(values, mask, spacing)
+        return cls.from_pair(inside_and_ring(values, mask, spacing))
+
+    @classmethod
+    def from_pair(cls, found) -> "SeedModel | None":
+        """The model of an ``inside_and_ring`` pair (None for None)."""
         if found is None:
             return None
         a, b = found
@@ -104,7 +108,7 @@ def slice_evidence(values: np.ndarray, probability: np.ndarray, iou: float, neig
     the seed slice's model, None on the seed slice itself, which is then measured against its own)."""
     mask = probability > 0.5
     found = inside_and_ring(values, mask, spacing)
-    seed = seed or (None if found is None else SeedModel.of(values, mask, spacing))
+    seed = seed or SeedModel.from_pair(found)
     likeness = (0.0, 0.0) if found is None or seed is None else (seed.likeness(found[0]), seed.likeness(found[1]))
     return {"area": int(np.count_nonzero(mask)), "iou": float(iou), "stability": stability(probability),
             "contrast": _separation(found), "overlap": overlap(mask, neighbour),

@@ -50,9 +50,14 @@ def contour_normal(contours: list[np.ndarray]) -> np.ndarray:
     return normal if normal[np.argmax(np.abs(normal))] > 0 else -normal
 
 
+def contour_planes(contours: list[np.ndarray], normal: np.ndarray) -> np.ndarray:
+    """Each contour's position along ``normal`` (mm)."""
+    return np.array([float(np.mean(c @ normal)) for c in contours])
+
+
 def plane_spacing(contours: list[np.ndarray], normal: np.ndarray) -> float | None:
     """Typical distance between contour planes (median step), None with a single plane."""
-    positions = np.unique(np.round([float(np.mean(c @ normal)) for c in contours], PLANE_DECIMALS))
+    positions = np.unique(np.round(contour_planes(contours, normal), PLANE_DECIMALS))
     steps = np.diff(positions)
     return float(np.median(steps)) if steps.size else None
 
@@ -71,8 +76,8 @@ def _rasterize_aligned(contours, reference: Volume, normal, spacing) -> np.ndarr
     nk, nj, ni = reference.array.shape
     mask = np.zeros((nk, nj, ni), dtype=np.uint8)
     planes: dict[float, list[np.ndarray]] = {}
-    for c in contours:
-        planes.setdefault(round(float(np.mean(c @ normal)), PLANE_DECIMALS), []).append(c)
+    for c, position in zip(contours, contour_planes(contours, normal)):
+        planes.setdefault(round(float(position), PLANE_DECIMALS), []).append(c)
     positions = np.array(sorted(planes))
     slice_positions = reference.ijk_to_lps(np.column_stack([np.zeros(nk), np.zeros(nk), np.arange(nk)])) @ normal
     if spacing is None:
