@@ -147,7 +147,7 @@ QUALITY_TERMS = {
 }
 
 
-def result_quality(slices: dict, term: str = "iou_x_stability") -> float:
+def result_quality(slices: dict, term: str) -> float:
     """Area-weighted mean of QUALITY_TERMS[``term``] over the slices with a mask (0 without)."""
     found = [e for *_, e in slices.values() if e.get("area") and e.get("present", True)]
     if not found:
