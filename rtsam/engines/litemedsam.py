@@ -358,12 +358,12 @@ class LiteMedSAMContext(SliceWiseContext):
 
     def tightened(self, embedding: torch.Tensor, logits: torch.Tensor, iou: float, limit: np.ndarray):
         """(logits, IoU, box) after up to TIGHTEN_STEPS re-decodes, each with the box of the
-        previous mask (grown TIGHTEN_PAD 256-grid pixels) inside ``limit``."""
+        previous mask (grown TIGHTEN_PAD 256-grid pixels) inside ``limit``, until that box repeats."""
         box = limit
         for _ in range(TIGHTEN_STEPS):
             grown = mask_box(self.letterbox.probability(logits) > 0.5, TIGHTEN_PAD / self.letterbox.scale)
-            if grown is None:
-                break
+            if grown is None or np.array_equal(clip_box(grown, limit), box):
+                break  # no mask, or the same box again: the decode would repeat itself
             box = clip_box(grown, limit)
             logits, iou = self.decode(embedding, box, [], None)
         return logits, iou, box
