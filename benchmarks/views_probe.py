@@ -1,5 +1,4 @@
-"""Records, per tuning case and box, what the reformat presence cue (rtsam/engines/litemedsam_views.py)
-would see: box-only LiteMedSAM with presence off, then the coronal/sagittal reformat masks' widths per
+"""Records, per tuning case and box, what the reformat presence cue (views_reformat.py) would see: box-only LiteMedSAM with presence off, then the coronal/sagittal reformat masks' widths per
 axial slice for every variant (3 planes per axis, tightened or not, core fractions), so that
 views_loco.py can choose the rule by leave-one-case-out without rerunning the model.
 
@@ -19,9 +18,10 @@ import torch
 from loco_cases import all_cases, cache_embeddings_on_disk, check_cases
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
-from rtsam.engines.litemedsam import SlicePlan
-from rtsam.engines.litemedsam_views import plane_indices, reformat, slice_widths, view_box
+from rtsam.engines.litemedsam import BOX_PAD_PX, SlicePlan
+from rtsam.engines.litemedsam_prep import clip_box, mask_box
 from rtsam.engines.registry import load_engine
+from views_reformat import plane_indices, reformat, slice_widths, view_box, view_mask
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORES = (0.25, 0.5, 1.0)
@@ -45,12 +45,15 @@ def probe(context, image, truth, box) -> dict:
     for axis, indices in plane_indices(seed, 3).items():
         for index in indices:
             view = reformat(image, axis, index)
-            box2d = view_box(view, plan.box, plan.k_range)
-            for tighten in (False, True):
-                mask = context.view_mask(view, box2d, tighten, {})
-                for core in CORES:
-                    views[f"{axis}|{'centre' if index == centre[axis] else 'side'}|{index}|{tighten}|{core}"] = \
-                        [round(w, 2) for w in slice_widths(view, mask, ks, core)]
+            for across in ("user", "seed"):
+                box2d = view_box(view, plan.box if across == "user" else clip_box(mask_box(seed, BOX_PAD_PX), plan.box),
+                                 plan.k_range)
+                for tighten in (False, True):
+                    mask = view_mask(context, view, box2d, tighten)
+                    for core in CORES:
+                        role = "centre" if index == centre[axis] else "side"
+                        views[f"{axis}|{role}|{index}|{tighten}|{core}|{across}"] = \
+                            [round(w, 2) for w in slice_widths(view, mask, ks, core)]
     return {**row, "views": views}
 
 
@@ -60,10 +63,11 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*")
     parser.add_argument("--boxes", nargs="*", help="box names (default: all of box_variants and the case's own)")
     parser.add_argument("--checks", action="store_true")
+    parser.add_argument("--out", default="views_probe", help="results file name (without .json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache_embeddings_on_disk(Path(args.cache))
-    out_path = RESULTS / ("views_probe_checks.json" if args.checks else "views_probe.json")
+    out_path = RESULTS / f"{args.out}{'_checks' if args.checks else ''}.json"
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
     engine = load_engine("litemedsam")
     for name, case in (check_cases() if args.checks else all_cases()).items():

@@ -1,11 +1,15 @@
-"""Object presence from orthogonal reformats: where the lesion ends in z, seen on coronal and sagittal planes.
+"""A tried and rejected presence cue for LiteMedSAM (issue 17): where the lesion ends in z, seen on
+coronal and sagittal reformats (benchmark-only: it did not beat the engine's opt-in PRESENCE_RULE
+by leave-one-case-out, see views_loco.py).
 
 On its own axial slice a margin slice is hard to judge; on a coronal or sagittal plane through
 the lesion its top and bottom are ordinary image edges. Through the seed (middle) slice's mask
 centre, the planes are resampled to square pixels (linear in z), windowed like the axial slices and
-segmented by the same LiteMedSAM with a box = the user box's extent in that plane (tightened like
-a box-only slice). An axial slice is present where a plane's mask is at least ``min_width_mm`` wide
-(mean over the rows in the middle ``core`` of that slice's thickness, at least the nearest row).
+segmented by the same LiteMedSAM with a box = the user box's (or the seed mask's) extent across the
+plane and the box's slices in z (optionally tightened like a box-only slice). An axial slice is
+present where a plane's mask is at least ``min_width_mm`` wide (mean over the rows in the middle
+``core`` of that slice's thickness, at least the nearest row); walking out from the seed, the first
+absent slice and every slice beyond it would be left empty.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..volume import Volume
+from rtsam.engines.litemedsam import LiteMedSAMContext
+from rtsam.volume import Volume
 
 AXES = {"coronal": 1, "sagittal": 2}  # the array axis a plane is fixed on
 
@@ -23,13 +28,16 @@ AXES = {"coronal": 1, "sagittal": 2}  # the array axis a plane is fixed on
 class ViewPresence:
     """Presence of the object per axial slice from reformats: ``planes`` per orientation (1: through
     the seed mask's centre; 3: also at +-1/4 of its width), combined with ``join`` ("any": present
-    where one plane sees it, "all": where every plane does)."""
+    where one plane sees it, "all": where every plane does). A plane's box spans the user box
+    across the plane (``box="user"``) or the seed mask's extent (``"seed"``); ``tighten``: re-decoded
+    with its own mask's box like a box-only slice."""
 
     min_width_mm: float = 2.0
     core: float = 0.5
     planes: int = 1
     join: str = "any"
     tighten: bool = True
+    box: str = "user"
 
 
 @dataclass(frozen=True)
@@ -108,3 +116,16 @@ def ended_slices(present: np.ndarray, ks, seed: int) -> set[int]:
             if gone:
                 ended.add(k)
     return ended
+
+
+def view_mask(context: LiteMedSAMContext, view: Reformat, box: np.ndarray, tighten: bool) -> np.ndarray:
+    """LiteMedSAM's box-only mask on ``view``, windowed like ``context``'s axial slices: the view
+    becomes a two-slice volume (its own letterbox and embedding cache) decoded by the engine's code."""
+    volume = Volume(np.stack([view.image, view.image]), (view.pixel_mm, view.pixel_mm, 1.0))
+    sub = LiteMedSAMContext(context.engine, volume)
+    sub.window_name, sub.window = context.window_name, context.window
+    embedding = sub.embedding(0, {})
+    logits, iou = sub.decode(embedding, box, [], None)
+    if tighten:
+        logits, iou, _ = sub.tightened(embedding, logits, iou, box)
+    return sub.letterbox.probability(logits) > 0.5
