@@ -1,6 +1,9 @@
-"""Records, per tuning case and box, what the reformat presence cue (views_reformat.py) would see: box-only LiteMedSAM with presence off, then the coronal/sagittal reformat masks' widths per
-axial slice for every variant (3 planes per axis, tightened or not, core fractions), so that
-views_loco.py can choose the rule by leave-one-case-out without rerunning the model.
+"""Records, per tuning case and box, what the reformat presence cue (views_reformat.py) would see:
+box-only LiteMedSAM with presence off (per slice of the box: truth, predicted and overlap areas),
+then the coronal/sagittal reformat masks' widths per axial slice for every variant (3 planes per
+axis, the user's or the seed mask's box across the plane, tightened or not, core fractions), so that
+views_loco.py can choose the rule by leave-one-case-out without rerunning the model. Clearing the
+slices beyond where the cue ends the object is exact on these records (nothing propagates from them).
 
     PYTHONPATH=.:benchmarks python benchmarks/views_probe.py [--cases lung2 ...] [--checks]
 writes benchmarks/results/views_probe.json (views_probe_checks.json with --checks).
@@ -12,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from loco_cases import all_cases, cache_embeddings_on_disk, check_cases
