@@ -55,6 +55,8 @@ single, pairs, two failing in a row, guards around the seed; benchmarks/loco_tun
 benchmarks/results/loco_tune.json): held out, the chosen rules left 75% of margin slices empty
 (target 90%), cost lung2 0.13 and brain2 0.06 box-only Dice, and every one cut the box-only Dice of
 the demo's 4DCT reference phase (blurred end-inhale, outside the tuning) from 0.72 to 0.44-0.61.
+Reading the z-extent off coronal/sagittal reformats instead did no better (65% held out, brain1
+-0.23 Dice; benchmarks/views_loco.py).
 PRESENCE_RULE was chosen on all four groups with that 4DCT as a constraint (so it is not a check
 for it): 75% of margin slices empty in-sample, demo ITV Dice 0.814 -> 0.807, but on lung2 with a
 box exactly on the label it drops the lesion's last slice (Dice 0.910 -> 0.902); see
