@@ -5,11 +5,12 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import PRESENCE_RULE, SlicePlan
-from rtsam.engines.litemedsam_prep import Letterbox, detect_modality, unhonoured_clicks_painted
+from rtsam.engines.litemedsam import ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
+from rtsam.engines.litemedsam_prep import Letterbox, central_blobs_erased, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
 from rtsam.io import read_image
+from rtsam.prompts.clicks import next_clicks
 from rtsam.volume import Volume
 
 
@@ -181,6 +182,55 @@ def test_unhonoured_positive_clicks_are_painted_up_to_the_mask():
     empty = unhonoured_clicks_painted(np.zeros_like(probability), [outside], spacing, empty_radius_mm=2.5)
     rows, cols = np.nonzero(empty > 0.5)
     assert empty[15, 30] == 1.0 and np.max(np.hypot((cols - 30) * 0.5, rows - 15)) <= 2.5
+
+
+def test_a_negative_click_in_the_middle_of_a_blob_erases_it():
+    rows, cols = np.mgrid[:40, :60]
+    left, right = np.hypot(rows - 20, cols - 12) <= 8, np.hypot(rows - 20, cols - 40) <= 8
+    prior = left | right
+    probability = prior.astype(np.float32)
+    spacing = (1.0, 1.0)
+    middle, rim = (12.0, 20.0, False), (12.0, 13.0, False)  # depth 9 (deepest) and 2 pixels
+    erased = central_blobs_erased(probability, [middle], prior, 0.5, spacing) > 0.5
+    assert not erased[left].any() and erased[right].all()
+    assert np.array_equal(central_blobs_erased(probability, [rim], prior, 0.5, spacing), probability)
+    assert np.array_equal(central_blobs_erased(probability, [middle, (10.0, 20.0, True)], prior, 0.5, spacing),
+                          probability)  # a positive click keeps its blob
+    assert np.array_equal(central_blobs_erased(probability, [middle], prior, None, spacing), probability)
+
+
+def test_outermost_slice_of_a_mask_in_the_box():
+    plan = SlicePlan(np.array([0.0, 0.0, 9.0, 9.0]), (2, 8), 5, {})
+    mask = np.zeros((10, 4, 4), dtype=bool)
+    mask[3:8, 1, 1] = True
+    assert [k for k in range(2, 9) if plan.outermost(k, mask)] == [2, 3, 7, 8]  # 3, 7: the mask ends; 2, 8: the box
+    assert not plan.outermost(7, None)
+
+
+def test_negative_click_on_a_margin_slice_erases_its_blob(data, engine):
+    """brain2 with a 10 mm box: the first simulated click is negative, in the middle of the box-filling
+    mask on the slice above the lesion (the object's outermost slice). Moving a box edge alone keeps half
+    of that blob; erasing removes it (the decoder paints a few pixels beside it), and no other slice changes."""
+    image = read_image(data / "pyradiomics/brain2_image.nrrd")
+    truth = read_image(data / "pyradiomics/brain2_label.nrrd").array > 0
+    context = engine.open(image)
+    box = box_from_label(Volume(truth.astype(np.uint8), image.spacing, image.origin, image.direction), 10.0)
+    first = context.predict(Prompt(box_lps=box))
+    found = next_clicks(first.mask.array > 0, truth, n=1, spacing=image.spacing, mode="center")[0]
+    k = found.index_kji[0]
+    assert not found.positive and not truth[k].any() and first.mask.array[k].any()
+    prompt = Prompt(box_lps=box, clicks=[found.to_click(image)])
+    erased = context.predict(prompt, previous=first).mask.array
+    engine.erase_central = None
+    try:
+        kept = context.predict(prompt, previous=first).mask.array
+    finally:
+        engine.erase_central = ERASE_CENTRAL
+    before = first.mask.array[k] > 0
+    assert not (erased[k] & before).any() and erased[k].sum() < before.sum() / 10  # 230 -> 19 pixels
+    assert (kept[k] & before).sum() > before.sum() / 3  # 230 -> 109
+    others = [z for z in range(truth.shape[0]) if z != k]
+    assert np.array_equal(erased[others], first.mask.array[others])
 
 
 def test_ct_window_from_slice_content_and_cached_per_window(lung, engine):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..volume import Volume
 
@@ -124,6 +125,27 @@ def clip_box(box: np.ndarray, limit: np.ndarray) -> np.ndarray:
     out = np.concatenate([np.maximum(box[:2], limit[:2]), np.minimum(box[2:], limit[2:])])
     if np.any(out[2:] <= out[:2]):
         return limit.copy()
+    return out
+
+
+def central_blobs_erased(probability: np.ndarray, points, prior_mask: np.ndarray | None, central: float | None,
+                         spacing: tuple[float, float]) -> np.ndarray:
+    """``probability`` without each blob (2D component) of ``prior_mask``, the slice's previous result, that
+    a negative point hits near its middle (depth there >= ``central`` x the blob's deepest) and no positive
+    point touches: a click in the middle of a blob means "not this", one at its side "not here"."""
+    if central is None or prior_mask is None or not any(not positive for *_, positive in points):
+        return probability
+    blobs, _ = ndimage.label(prior_mask)
+    kept = [blobs[click_pixel(blobs.shape, x, y)] for x, y, positive in points if positive]
+    out = probability
+    for x, y, positive in points:
+        pixel = click_pixel(blobs.shape, x, y)
+        if positive or not blobs[pixel] or blobs[pixel] in kept:
+            continue
+        blob = blobs == blobs[pixel]
+        depth = ndimage.distance_transform_edt(blob, sampling=(spacing[1], spacing[0]))
+        if depth[pixel] >= central * depth.max():
+            out = np.where(blob, 0.0, out).astype(probability.dtype)
     return out
 
 
