@@ -46,7 +46,8 @@ cerebral radiation necrosis) with a 3D SAM and progressive prompts.
 local rtsam server, which loads the model in its own process. Refine with include
 ({SHORTCUTS["include"]}) and exclude ({SHORTCUTS["exclude"]}) points: each point re-runs only the
 decoder (with LiteMedSAM, an include point the model does not take is painted in up to the
-segmentation). {SHORTCUTS["undo"]} undoes the last prompt.</li>
+segmentation, and an exclude point in the middle of a blob on the segmentation's first or last
+slice removes that blob). {SHORTCUTS["undo"]} undoes the last prompt.</li>
 <li>Check the predicted quality (low scores are flagged) and export the segmentation
 (.seg.nrrd, DICOM SEG or DICOM RTSTRUCT).</li></ol>"""
         self.parent.acknowledgementText = """
