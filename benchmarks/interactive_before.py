@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loco_cases import CASES, all_cases, cache_embeddings_on_disk
+from loco_cases import CASES, EMBEDDING_CACHE, all_cases, cache_embeddings_on_disk
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.registry import load_engine
 
@@ -28,7 +28,7 @@ def boxes(label) -> dict:
 
 def main() -> None:
     torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path("/tmp/rtsam_embeddings"))
+    cache_embeddings_on_disk(EMBEDDING_CACHE)
     engine = load_engine("litemedsam")
     out = {}
     for name, case in all_cases().items():

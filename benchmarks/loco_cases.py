@@ -11,6 +11,7 @@ Slice embeddings are cached on disk (keyed by the slice's bytes and the window),
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from rtsam.volume import Volume
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pyradiomics"
 CASES = ("lung2", "brain1", "brain2", "breast1")
+EMBEDDING_CACHE = Path("/tmp/rtsam_embeddings")
 
 
 def slab(volume: Volume, k0: int, k1: int) -> Volume:
@@ -99,3 +101,12 @@ def cache_embeddings_on_disk(folder: Path) -> None:
         return value
 
     LiteMedSAMContext.embedding = embedding
+
+
+def parsed_with_cache(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser``'s arguments and ``--cache``; then one torch thread, and slice embeddings cached in that folder."""
+    parser.add_argument("--cache", type=Path, default=EMBEDDING_CACHE, help="folder of cached slice embeddings")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cache_embeddings_on_disk(args.cache)
+    return args

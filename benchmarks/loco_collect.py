@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from loco_cases import all_cases, cache_embeddings_on_disk, check_cases
+from loco_cases import all_cases, check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
 from rtsam.engines.registry import load_engine
@@ -56,12 +55,9 @@ def collect(case: dict, record: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     parser.add_argument("--cases", nargs="*")
     parser.add_argument("--checks", action="store_true", help="record the out-of-tuning cases instead")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path(args.cache))
+    args = parsed_with_cache(parser)
     out_path = RESULTS / ("loco_checks.json" if args.checks else "loco_slices.json")
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name, case in (check_cases() if args.checks else all_cases()).items():

@@ -26,10 +26,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
-from loco_cases import CASES, all_cases, cache_embeddings_on_disk
+from loco_cases import CASES, all_cases, parsed_with_cache
 from loco_rules import candidate_rules, choose_presence, feature_auc, group_scores, replay, score, window_runs
 from rtsam.benchmark_cases import case_summary, plot_cases
 from rtsam.benchmark_interactive import box_variants, run_interactive
@@ -191,14 +190,11 @@ def before_after(cases: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--cases", nargs="*", help="cases to run the click protocol on (default all)")
     parser.add_argument("--skip-clicks", action="store_true", help="reuse the loco_tune_interactive*.json runs")
     parser.add_argument("--part", default="", help="suffix of this run's loco_tune_interactive<part>.json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path(args.cache))
+    args = parsed_with_cache(parser)
     records = json.loads((RESULTS / "loco_slices.json").read_text())
     checks_path = RESULTS / "loco_checks.json"
     checks = json.loads(checks_path.read_text()) if checks_path.exists() else {}

@@ -16,9 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from loco_cases import CASES, all_cases, cache_embeddings_on_disk, check_cases
+from loco_cases import CASES, all_cases, check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.engines.registry import load_engine
 
@@ -58,10 +57,7 @@ def choose(results: dict, groups: list[str]):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path(args.cache))
+    parsed_with_cache(parser)
     cases = {**all_cases(), **check_cases()}
     results = {value: protocol(value, cases) for value in VALUES}
     folds = {held: choose(results, [g for g in CASES if g != held]) for held in CASES}

@@ -16,9 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
 
-from loco_cases import CASES, all_cases, cache_embeddings_on_disk, load
+from loco_cases import CASES, all_cases, load, parsed_with_cache
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.demo import parts
 from rtsam.engines.base import Prompt
@@ -70,10 +69,7 @@ def three_clicks(engines: dict) -> dict:
 def main() -> None:
     """Both checks without a rule and with PRESENCE_RULE."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path(args.cache))
+    parsed_with_cache(parser)
     engines = {"off": load_engine("litemedsam"), "rule": load_engine("litemedsam", presence=PRESENCE_RULE)}
     report = {"rule": str(PRESENCE_RULE), "demo_itv": {}}
     for key, engine in engines.items():

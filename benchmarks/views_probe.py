@@ -15,9 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 
-from loco_cases import all_cases, cache_embeddings_on_disk, check_cases
+from loco_cases import all_cases, check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
 from rtsam.engines.litemedsam import BOX_PAD_PX, SlicePlan
@@ -61,14 +60,11 @@ def probe(context, image, truth, box) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", default="/tmp/rtsam_embeddings")
     parser.add_argument("--cases", nargs="*")
     parser.add_argument("--boxes", nargs="*", help="box names (default: all of box_variants and the case's own)")
     parser.add_argument("--checks", action="store_true")
     parser.add_argument("--out", default="views_probe", help="results file name (without .json)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    cache_embeddings_on_disk(Path(args.cache))
+    args = parsed_with_cache(parser)
     out_path = RESULTS / f"{args.out}{'_checks' if args.checks else ''}.json"
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
     engine = load_engine("litemedsam")
