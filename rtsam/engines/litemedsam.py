@@ -382,9 +382,12 @@ class LiteMedSAMContext(SliceWiseContext):
         box = limit
         for _ in range(TIGHTEN_STEPS):
             grown = mask_box(self.letterbox.probability(logits) > 0.5, TIGHTEN_PAD / self.letterbox.scale)
-            if grown is None or np.array_equal(clip_box(grown, limit), box):
-                break  # no mask, or the same box again: the decode would repeat itself
-            box = clip_box(grown, limit)
+            if grown is None:
+                break
+            tighter = clip_box(grown, limit)
+            if np.array_equal(tighter, box):
+                break  # the same box again: the decode would repeat itself
+            box = tighter
             logits, iou = self.decode(embedding, box, [], None)
         return logits, iou, box
 
