@@ -137,10 +137,15 @@ def test_tightening_fixes_loose_box_overfill_but_not_fitted_boxes(brain, engine)
     assert np.allclose(fitted.state["slices"][plan.middle][1], plan.box)  # the user box, untouched
 
 
-def test_tightening_stops_once_its_box_repeats(data, engine):
-    """Decoding a slice again with the same box repeats the same mask: brain2 at a 10 mm box
-    needs 12 decodes, not 15 (lung2 at 5 mm: 35, not 45), with the same result."""
-    image = read_image(data / "pyradiomics/brain2_image.nrrd")
+@pytest.mark.parametrize("case", ["brain2", "lung"])
+def test_no_decode_is_repeated(case, data, lung, engine):
+    """Decoding a slice again with the same box repeats the same mask: tightening stops once its
+    box repeats (brain2 at a 10 mm box: 12 decodes, not 15), and on CT the middle slice keeps the
+    decodes that chose its window (lung2 at 5 mm: 32, not 35)."""
+    if case == "lung":
+        image, label = lung
+    else:
+        image, label = (read_image(data / f"pyradiomics/brain2_{part}.nrrd") for part in ("image", "label"))
     context = engine.open(image)
     decoded, decode = [], context.decode
 
@@ -149,7 +154,7 @@ def test_tightening_stops_once_its_box_repeats(data, engine):
         return decode(embedding, box, points, mask_logits)
 
     context.decode = recording
-    result = context.predict(Prompt(box_lps=box_from_label(read_image(data / "pyradiomics/brain2_label.nrrd"), 10.0)))
+    result = context.predict(Prompt(box_lps=box_from_label(label, 10.0)))
     assert result.mask.array.any() and len(decoded) == len(set(decoded))
 
 
@@ -252,6 +257,8 @@ def test_ct_window_from_slice_content_and_cached_per_window(lung, engine):
         middle = SlicePlan.build(image, Prompt(box_lps=box)).middle
         measured = contrast(image.array[middle], other.mask.array[middle] > 0, image.spacing[:2])
         assert measured == pytest.approx(window["contrast"][fixed], abs=1e-3)
+        if fixed == window["name"]:
+            assert np.array_equal(other.mask.array, result.mask.array)
     with pytest.raises(InputError, match="ct_window must be auto or one of"):
         load_engine("litemedsam", ct_window="bone")
 

@@ -262,7 +262,8 @@ class LiteMedSAMContext(SliceWiseContext):
         plan = SlicePlan.build(self.image, prompt)
         kept = _kept_slices(previous, prompt)
         timings: dict[str, float] = {}
-        windows = self.choose_window(plan, previous if kept else None, timings)
+        ready: dict[str, tuple] = {}  # the chosen window's box-only decodes of the middle slice
+        windows = self.choose_window(plan, previous if kept else None, timings, ready)
         probability = np.zeros(self.image.array.shape, dtype=np.float32)
         slices: dict[int, tuple] = {}  # k -> (logits, box, IoU, points, evidence)
         propagated: dict[int, np.ndarray] = {}  # box-only slices' masks before tightening
@@ -286,7 +287,7 @@ class LiteMedSAMContext(SliceWiseContext):
                 neighbour = None if source is None else propagated.get(source, probability[source] > 0.5)
                 prior_mask = None if previous is None else previous.mask.array[k] > 0
                 logits, box, iou = self.decode_slice(k, plan, prompt, points, neighbour, prior_mask, before,
-                                                     propagated, timings)
+                                                     propagated, timings, ready if k == plan.middle else {})
                 probability[k] = self.letterbox.probability(logits)
                 if any(not positive for _, _, positive in points):
                     probability[k] = outside_box_cleared(probability[k], box)  # excluded points stay out
@@ -317,8 +318,9 @@ class LiteMedSAMContext(SliceWiseContext):
             state={"box_lps": prompt.box_key(), "window": windows, "slices": slices},
         )
 
-    def decode_slice(self, k, plan, prompt, points, neighbour, prior_mask, before, propagated, timings):
-        """(logits, box, IoU) of slice ``k`` from its prompts; box-only slices are tightened."""
+    def decode_slice(self, k, plan, prompt, points, neighbour, prior_mask, before, propagated, timings, ready):
+        """(logits, box, IoU) of slice ``k`` from its prompts; box-only slices are tightened. ``ready``:
+        the box-only decodes of this slice with the user box that choose_window already made."""
         emb = self.embedding(k, timings)
         box = plan.slice_box(k, neighbour, prior_mask, None if before is None else before[1])
         excluding = any(not positive for _, _, positive in points)
@@ -327,16 +329,18 @@ class LiteMedSAMContext(SliceWiseContext):
             if points:
                 logits, iou = self.decode_clicked(emb, box, points, feedback)
             else:
-                logits, iou = self.decode(emb, box, points, None)
+                logits, iou = ready.get("plain") or self.decode(emb, box, points, None)
                 propagated[k] = self.letterbox.probability(logits) > 0.5
                 if before is None and not prompt.box_fitted:
-                    logits, iou, box = self.tightened(emb, logits, iou, box)
+                    logits, iou, box = ready.get("tightened") or self.tightened(emb, logits, iou, box)
         return logits, box, iou
 
-    def choose_window(self, plan: SlicePlan, previous: SegmentationResult | None, timings: dict) -> dict | None:
+    def choose_window(self, plan: SlicePlan, previous: SegmentationResult | None, timings: dict,
+                      ready: dict) -> dict | None:
         """Set the CT window for this prompt and return {"name", "contrast" per window}: fixed by the
         engine, kept from ``previous`` (same box), or (auto) the window whose tightened box-only mask
-        on the middle slice stands out most from its surroundings in HU (``contrast``)."""
+        on the middle slice stands out most from its surroundings in HU (``contrast``); that window's
+        decodes go into ``ready`` ("plain": (logits, IoU), "tightened": (logits, IoU, box))."""
         if self.modality != "CT":
             return None
         if self.engine.ct_window != "auto":
@@ -345,16 +349,19 @@ class LiteMedSAMContext(SliceWiseContext):
         if previous is not None and isinstance(previous.state, dict) and previous.state.get("window"):
             self.use_window(previous.state["window"]["name"])
             return previous.state["window"]
-        scores = {}
+        scores, decodes = {}, {}
         for name in CT_WINDOWS:
             self.use_window(name)
             emb = self.embedding(plan.middle, timings)
-            logits, iou = self.decode(emb, plan.box, [], None)
-            logits, _, _ = self.tightened(emb, logits, iou, plan.box)
-            mask = self.letterbox.probability(logits) > 0.5
+            with timed(timings, "decode_ms"):
+                plain = self.decode(emb, plan.box, [], None)
+                tightened = self.tightened(emb, *plain, plan.box)
+            decodes[name] = {"plain": plain, "tightened": tightened}
+            mask = self.letterbox.probability(tightened[0]) > 0.5
             scores[name] = round(contrast(self.image.array[plan.middle], mask, self.image.spacing[:2]), 4)
         name = max(scores, key=scores.get)
         self.use_window(name)
+        ready.update(decodes[name])
         return {"name": name, "contrast": scores}
 
     def decode_clicked(self, embedding: torch.Tensor, box: np.ndarray, points, feedback: torch.Tensor | None):
