@@ -18,9 +18,11 @@ from rtsam.engines.litemedsam_presence import PresenceRule
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.0, 0.96, 0.05)]
 PAIR_THRESHOLDS = [round(t, 2) for t in np.arange(0.1, 0.96, 0.1)]
-CONTRAST_THRESHOLDS = [round(t, 2) for t in np.arange(0.1, 1.51, 0.1)]  # the unnormalised feature
+# Features not in [0, 1], each with its own thresholds (single conditions; pairs take every other one).
+OWN_THRESHOLDS = {"contrast": [round(t, 2) for t in np.arange(0.1, 1.51, 0.1)],
+                  "embedding_gap": [round(t, 2) for t in np.arange(-0.3, 0.31, 0.05)]}
 PAIR_FEATURES = ("contrast", "contrast_vs_neighbour", "contrast_vs_seed", "likeness_vs_seed", "likeness_gap",
-                 "not_growing", "overlap")
+                 "not_growing", "overlap", "embedding_gap")
 GUARDS = ((0.0, 0.0), (5.0, 0.0), (0.0, 0.5), (0.0, 0.75))  # (guard_mm, inner)
 
 
@@ -99,13 +101,12 @@ def candidate_rules() -> list[PresenceRule]:
     """Single conditions, pairs (a slice fails when both fail, or when either does), each alone or
     needing two failing slices in a row, with and without a guard around the seed (in mm, or a
     fraction of the way to the box's end)."""
-    def thresholds(feature):
-        return CONTRAST_THRESHOLDS if feature == "contrast" else THRESHOLDS
+    def pair_thresholds(feature):
+        return OWN_THRESHOLDS[feature][::2] if feature in OWN_THRESHOLDS else PAIR_THRESHOLDS
 
-    conditions = [(((f, t),), "all") for f in PRESENCE_FEATURES for t in thresholds(f)]
+    conditions = [(((f, t),), "all") for f in PRESENCE_FEATURES for t in OWN_THRESHOLDS.get(f, THRESHOLDS)]
     conditions += [(((f, t), (g, u)), join) for n, f in enumerate(PAIR_FEATURES) for g in PAIR_FEATURES[n + 1:]
-                   for t in (CONTRAST_THRESHOLDS[::2] if f == "contrast" else PAIR_THRESHOLDS)
-                   for u in (CONTRAST_THRESHOLDS[::2] if g == "contrast" else PAIR_THRESHOLDS) for join in ("all", "any")]
+                   for t in pair_thresholds(f) for u in pair_thresholds(g) for join in ("all", "any")]
     shapes = [(1, True), (2, True), (2, False)]
     return [PresenceRule(c, run, guard, edge, join, inner) for c, join in conditions for run, edge in shapes
             for guard, inner in GUARDS]

@@ -5,7 +5,7 @@
 
 The groups are the four lesions of ../shared/data/pyradiomics; each group's sub-cases (see
 loco_cases.py) are scored with rules chosen on the other three groups only:
-1. presence rule (litemedsam_presence.PresenceRule, ~21,000 candidates): replayed on the box-only
+1. presence rule (litemedsam_presence.PresenceRule, ~53,000 candidates): replayed on the box-only
    records, the one leaving most margin slices empty among those costing no group more than 0.02
    box-only Dice (loco_rules.choose_presence); each fold's rule is also replayed on the cases kept
    out of tuning (loco_checks.json, ``loco_collect.py --checks``); the "with_checks" folds hold
@@ -22,6 +22,7 @@ a plot of them to loco_tune_interactive.png (``--skip-clicks``: from all saved c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def presence_report(records: dict, checks: dict, folds: dict) -> dict:
     for group, rule in folds.items():
         held = [c for c in records if records[c]["group"] == group]
         report[group] = {"rule": None if rule is None else str(rule),
+                         "fields": None if rule is None else dataclasses.asdict(rule),
                          "held_out": score(records, held, rule) if held else None,
                          "held_out_off": score(records, held, None) if held else None,
                          "checks": {c: score(checks, [c], rule) for c in checks},

@@ -9,7 +9,7 @@ on all four groups is scored on the check cases (views_probe_checks.json), which
     PYTHONPATH=.:benchmarks python benchmarks/views_loco.py
 writes benchmarks/results/views_loco.json and prints the table.
 
-Measured (2026-12-01): held out, 34/52 margin slices empty (65%; the engine's opt-in PRESENCE_RULE
+Measured (2026-12-01): held out, 34/52 margin slices empty (65%; loco_tune.py's evidence rules
 75%), brain1's 5 mm box-only Dice 0.852 -> 0.618 under the rule chosen without it (its second
 component lies off the planes through the seed), breast1's 0 mm box 0.387 -> 0.155. In-sample, no
 rule of the grid leaves more than 56% empty at a 5 mm Dice drop <= 0.02 on every case (90% needs a

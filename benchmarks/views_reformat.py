@@ -1,5 +1,5 @@
 """A tried and rejected presence cue for LiteMedSAM (issue 17): where the lesion ends in z, seen on
-coronal and sagittal reformats (benchmark-only: it did not beat the engine's opt-in PRESENCE_RULE
+coronal and sagittal reformats (benchmark-only: it did not beat loco_tune.py's evidence rules
 by leave-one-case-out, see views_loco.py).
 
 On its own axial slice a margin slice is hard to judge; on a coronal or sagittal plane through

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from rtsam.engines.litemedsam_evidence import SeedModel, inside_and_ring
+from rtsam.engines.litemedsam_evidence import SeedModel, SeedPrototype, inside_and_ring
+from rtsam.engines.litemedsam_prep import Letterbox
+from rtsam.engines.registry import load_engine
 from rtsam.engines.litemedsam_presence import PresenceRule, PresenceWalk
 from rtsam.errors import InputError
 from rtsam.io import read_image
@@ -25,6 +27,48 @@ def test_seed_likeness_tells_lesion_slices_from_margin_slices(data):
     assert min(gap(k, truth[k]) for k in (12, 13, 15, 16, 17)) > 0.3
     assert max(gap(k, truth[14]) for k in (9, 10, 18, 19)) < 0.1
     assert SeedModel.of(image.array[14], np.zeros_like(truth[14]), spacing) is None
+
+
+def test_seed_prototype_gap_in_feature_space():
+    """Cells inside a square carry feature a, the rest feature b: a mask on the square scores
+    1 - cos(a, b), one outside cos(b, a) - 1, an empty one 0."""
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.6, 0.8, 0.0])
+    square = np.zeros((16, 16), dtype=bool)
+    square[5:11, 5:11] = True
+    embedding = np.where(square[None], a[:, None, None], b[:, None, None])
+    seed = SeedPrototype.of(embedding, square.astype(np.float32))
+    outside = np.zeros((16, 16), dtype=np.float32)
+    outside[0:3, 0:3] = 1.0
+    assert seed.gap(embedding, square.astype(np.float32)) == pytest.approx(1 - 0.6)
+    assert seed.gap(embedding, outside) == pytest.approx(0.6 - 1)
+    assert seed.gap(embedding, np.zeros((16, 16), dtype=np.float32)) == 0.0
+    assert SeedPrototype.of(embedding, np.zeros((16, 16), dtype=np.float32)) is None
+
+
+def test_cell_shares_follow_the_letterbox():
+    """A 64 x 128 slice fills the top half of the 256 grid: its top-left quarter covers 16 x 32 of
+    the 64 x 64 embedding cells, the padding none."""
+    mask = np.zeros((64, 128), dtype=bool)
+    mask[:32, :64] = True
+    shares = Letterbox((64, 128)).cell_shares(mask, (64, 64))
+    assert shares.shape == (64, 64) and shares.sum() == pytest.approx(16 * 32)
+    assert shares[:16, :32].min() == pytest.approx(1.0) and shares[16:].max() == 0.0 and shares[:, 32:].max() == 0.0
+
+
+def test_embedding_gap_tells_lesion_slices_from_margin_slices(data):
+    """brain1, as in the likeness test above but in LiteMedSAM's image features: the lesion on the
+    other slices is closer to the seed's lesion than to its ring; the seed's outline moved onto the
+    slices beyond the lesion is not."""
+    image = read_image(data / "pyradiomics/brain1_image.nrrd")
+    truth = read_image(data / "pyradiomics/brain1_label.nrrd").array > 0
+    context = load_engine("litemedsam").open(image)
+
+    def features(k, mask):
+        return context.features(k, mask.astype(np.float32), {})
+
+    seed = SeedPrototype.of(*features(14, truth[14]))
+    assert min(seed.gap(*features(k, truth[k])) for k in (12, 13, 15, 16, 17)) > 0.1
+    assert max(seed.gap(*features(k, truth[14])) for k in (9, 10, 18, 19)) < 0.0
 
 
 def _walk(rule, fails_at: set[int]) -> set[int]:

@@ -11,7 +11,9 @@ seed (middle) slice:
 - ``likeness`` / ``ring_likeness``: the fraction of the mask's / its ring's pixels whose value is
   more likely under the SEED slice's inside histogram than under its ring's (``SeedModel``): it
   compares every slice with the seed directly, so blur or resolution does not compound from
-  neighbour to neighbour.
+  neighbour to neighbour;
+- ``embedding_gap``: the same comparison in LiteMedSAM's own image features: cos(the slice's mean
+  embedding under its mask, the seed mask's) - cos(it, the seed ring's) (``SeedPrototype``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from scipy import ndimage
 RING_MM = 3.0  # width of the ring around a mask that ``contrast`` compares against
 STABLE = (0.2689, 0.7311)  # sigmoid(-1), sigmoid(+1)
 LIKENESS_BINS = 32
+PROTOTYPE_RING_CELLS = 2  # embedding cells (4 pixels of the 256 grid each) around the seed's mask
 
 
 def inside_and_ring(values: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]):
@@ -88,6 +91,37 @@ class SeedModel:
         return float(self.inside_like[bins].mean())
 
 
+@dataclass(frozen=True)
+class SeedPrototype:
+    """The seed slice's mean image embedding under its mask and in a ring PROTOTYPE_RING_CELLS
+    embedding cells wide around it (``shares``: the mask's share of each embedding cell)."""
+
+    inside: np.ndarray
+    ring: np.ndarray
+
+    @classmethod
+    def of(cls, embedding: np.ndarray, shares: np.ndarray) -> "SeedPrototype | None":
+        covered = shares > 0
+        ring = ndimage.binary_dilation(covered, iterations=PROTOTYPE_RING_CELLS) & ~covered
+        inside, around = mean_feature(embedding, shares), mean_feature(embedding, ring.astype(np.float32))
+        return None if inside is None or around is None else cls(inside, around)
+
+    def gap(self, embedding: np.ndarray, shares: np.ndarray) -> float:
+        """cos(mean feature under ``shares``, the seed's inside) - cos(it, the seed's ring); 0 for an empty mask."""
+        feature = mean_feature(embedding, shares)
+        return 0.0 if feature is None else _cos(feature, self.inside) - _cos(feature, self.ring)
+
+
+def mean_feature(embedding: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """The ``weights``-weighted mean over cells of a (channels, rows, cols) embedding (None for no weight)."""
+    total = float(weights.sum())
+    return None if total <= 0 else np.tensordot(embedding, weights, axes=([1, 2], [0, 1])) / total
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
 def stability(probability: np.ndarray) -> float:
     """Area above sigmoid(+1) over area above sigmoid(-1); 0 for an empty slice."""
     loose = np.count_nonzero(probability > STABLE[0])
@@ -103,16 +137,19 @@ def overlap(mask: np.ndarray, neighbour: np.ndarray | None) -> float:
 
 
 def slice_evidence(values: np.ndarray, probability: np.ndarray, iou: float, neighbour: np.ndarray | None,
-                   spacing: tuple[float, float], seed: SeedModel | None = None) -> dict:
-    """All measures of one decoded slice (``neighbour``: the mask it was propagated from; ``seed``:
-    the seed slice's model, None on the seed slice itself, which is then measured against its own)."""
+                   spacing: tuple[float, float], features: tuple[np.ndarray, np.ndarray],
+                   seed: tuple[SeedModel | None, SeedPrototype | None] | None = None) -> dict:
+    """All measures of one decoded slice (``neighbour``: the mask it was propagated from; ``features``:
+    the slice's embedding and the mask's share of each of its cells; ``seed``: the seed slice's
+    models, None on the seed slice itself, which is then measured against its own)."""
     mask = probability > 0.5
     found = inside_and_ring(values, mask, spacing)
-    seed = seed or SeedModel.from_pair(found)
-    likeness = (0.0, 0.0) if found is None or seed is None else (seed.likeness(found[0]), seed.likeness(found[1]))
+    model, prototype = seed or (SeedModel.from_pair(found), SeedPrototype.of(*features))
+    likeness = (0.0, 0.0) if found is None or model is None else (model.likeness(found[0]), model.likeness(found[1]))
     return {"area": int(np.count_nonzero(mask)), "iou": float(iou), "stability": stability(probability),
             "contrast": _separation(found), "overlap": overlap(mask, neighbour),
-            "likeness": likeness[0], "ring_likeness": likeness[1]}
+            "likeness": likeness[0], "ring_likeness": likeness[1],
+            "embedding_gap": 0.0 if prototype is None else prototype.gap(*features)}
 
 
 def _capped(a: float, b: float) -> float:
@@ -135,6 +172,7 @@ PRESENCE_FEATURES = {
     "not_growing": lambda e, seed, neighbour: _capped(neighbour["area"], e["area"]),
     "not_growing_vs_seed": lambda e, seed, neighbour: _capped(seed["area"], e["area"]),
     "overlap": lambda e, seed, neighbour: e["overlap"],
+    "embedding_gap": lambda e, seed, neighbour: e["embedding_gap"],
 }
 
 

@@ -69,6 +69,14 @@ class Letterbox:
         """Pixel (x=i, y=j) coordinates of the slice -> 256-grid coordinates."""
         return np.asarray(xy, dtype=float) * self.scale
 
+    def cell_shares(self, mask: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
+        """The share of each cell of a ``cells`` grid over the 256 grid (an image embedding's) that the
+        slice's ``mask`` (rows x cols) covers."""
+        h, w = self.resized
+        x = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(h, w), mode="area")
+        x = F.pad(x, (0, SIZE - w, 0, SIZE - h))
+        return F.adaptive_avg_pool2d(x, cells)[0, 0].numpy()
+
     def probability(self, low_res_logits: torch.Tensor) -> np.ndarray:
         """Low-res (1, 1, 256, 256) logits -> probabilities on the slice's own rows x cols."""
         h, w = self.resized

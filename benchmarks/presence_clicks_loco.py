@@ -1,0 +1,58 @@
+"""The presence rules loco_tune.py chose per fold, run through the click protocol: every box of
+rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out group's cases (the demo
+4DCT check case under the "all" rule), each against presence off.
+
+    PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks]
+writes benchmarks/results/presence_clicks_loco.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from loco_cases import all_cases, check_cases, parsed_with_cache
+from rtsam.benchmark_interactive import box_variants, run_interactive
+from rtsam.engines.litemedsam_presence import PresenceRule
+from rtsam.engines.registry import load_engine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rule_of(fields: dict | None) -> PresenceRule | None:
+    if fields is None:
+        return None
+    return PresenceRule(**{**fields, "conditions": tuple(tuple(c) for c in fields["conditions"])})
+
+
+def protocol(case: dict, rule: PresenceRule | None) -> dict:
+    """{box: {"dice" per step, "margin_slices" after the box}} of one case under ``rule``."""
+    engine = load_engine("litemedsam", presence=rule)
+    runs = {}
+    for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
+        run = run_interactive(case["image"], case["label"], engine, clicks=3, box_lps=box)
+        runs[box_name] = {"dice": [round(s["dice"], 4) for s in run["steps"]], "margin_slices": run["margin_slices"]}
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--folds", default="plain", choices=("plain", "with_checks"))
+    args = parsed_with_cache(parser)
+    folds = json.loads((RESULTS / "loco_tune.json").read_text())["presence_folds"][args.folds]
+    report = {}
+    for name, case in {**all_cases(), **check_cases()}.items():
+        fold = folds.get(case["group"], folds["all"])
+        report[name] = {"rule": fold["rule"], "off": protocol(case, None),
+                        "rule_on": protocol(case, rule_of(fold["fields"]))}
+        for box, off in report[name]["off"].items():
+            on = report[name]["rule_on"][box]
+            print(f"{name:13} {box:22} {off['dice']} -> {on['dice']}  margin empty "
+                  f"{off['margin_slices']['empty']}/{off['margin_slices']['count']} -> "
+                  f"{on['margin_slices']['empty']}/{on['margin_slices']['count']}", flush=True)
+    (RESULTS / f"presence_clicks_loco_{args.folds}.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
