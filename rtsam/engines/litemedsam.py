@@ -107,7 +107,7 @@ PRESENCE_RULE = PresenceRule((("contrast", 0.5), ("embedding_gap", 0.0)), run=2,
 # Chosen by benchmarks/loco_tune.py: the quality term, and the raw value mapped onto LOW_QUALITY.
 QUALITY_TERM, QUALITY_AT_LOW = "iou_x_stability_x_contrast", 0.40
 # A negative click on the object's outermost slice at least this deep in a blob of that slice (relative to
-# the blob's deepest point) erases the blob; None: never. Chosen by benchmarks/negative_clicks_loco.py.
+# the blob's deepest point) erases the blob; None: never. Chosen by benchmarks/option_loco.py.
 ERASE_CENTRAL = 0.5
 TIGHTEN_PAD = 2.0  # 256-grid pixels around a mask box when tightening (within MedSAM's box jitter)
 

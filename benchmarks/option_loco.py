@@ -1,0 +1,84 @@
+"""Leave-one-lesion-out choice of one LiteMedSAM engine option by the click protocol: every box of
+rtsam.benchmark_interactive.box_variants and 3 simulated clicks on every tuning case (loco_cases.all_cases)
+and the demo 4DCT check case, once per value.
+
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py erase_central none 0.5 0.75 0.9
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py seed_reach 0 1
+
+The first value is the baseline. Per held-out lesion, the value chosen on the other three: the highest
+mean Dice at 3 clicks among the values that cost no case and box of theirs more than 0.02 against the
+baseline (ties: the baseline). Writes benchmarks/results/option_loco_<option>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from loco_cases import CASES, all_cases, check_cases, parsed_with_cache
+from rtsam.benchmark_interactive import box_variants, run_interactive
+from rtsam.engines.registry import load_engine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAX_LOSS = 0.02
+
+
+def value_of(text: str):
+    return None if text.lower() == "none" else json.loads(text)
+
+
+def protocol(option: str, value, cases: dict) -> dict:
+    """{(case, box): run summary} with the engine's ``option`` at ``value``."""
+    engine = load_engine("litemedsam", device="cpu", **{option: value})
+    runs = {}
+    for name, case in cases.items():
+        for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
+            run = run_interactive(case["image"], case["label"], engine, clicks=3, box_lps=box)
+            runs[(name, box_name)] = {"group": case["group"], "dice": [s["dice"] for s in run["steps"]]}
+            print(option, value, name, box_name, runs[(name, box_name)]["dice"], flush=True)
+    return runs
+
+
+def at_three(run: dict) -> float:
+    return run["dice"][min(3, len(run["dice"]) - 1)]
+
+
+def choose(results: list[tuple], groups: list[str]):
+    """The value (of ``results``: (value, runs) pairs, the baseline first) with the best mean Dice at 3
+    clicks over ``groups`` costing none of their runs > MAX_LOSS against the baseline."""
+    baseline = results[0][1]
+
+    def fine(runs):
+        return all(at_three(baseline[key]) - at_three(run) <= MAX_LOSS for key, run in runs.items() if run["group"] in groups)
+
+    def mean(runs):
+        return round(float(np.mean([at_three(r) for r in runs.values() if r["group"] in groups])), 4)
+    return max(((n, v) for n, (v, runs) in enumerate(results) if fine(runs)),
+               key=lambda nv: (mean(results[nv[0]][1]), nv[0] == 0))[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("option", help="a LiteMedSAMEngine keyword argument")
+    parser.add_argument("values", nargs="+", help="JSON values (or none), the baseline first")
+    args = parsed_with_cache(parser)
+    cases = {**all_cases(), **check_cases()}
+    results = [(value, protocol(args.option, value, cases)) for value in map(value_of, args.values)]
+    folds = {held: choose(results, [g for g in CASES if g != held]) for held in CASES}
+    folds["all"] = choose(results, list(CASES))
+    by_value = {json.dumps(v): runs for v, runs in results}
+    table = [{"case": name, "box": box, "held_out_value": folds.get(run["group"], folds["all"]),
+              "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"]}
+             for (name, box), run in results[0][1].items()]
+    report = {"option": args.option, "values": [v for v, _ in results], "folds": folds, "runs": table}
+    (RESULTS / f"option_loco_{args.option}.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(folds))
+    for row in table:
+        print(f"{row['case']:13} {row['box']:22} {row['baseline']} -> {row['held_out']}")
+
+
+if __name__ == "__main__":
+    main()
