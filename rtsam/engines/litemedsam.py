@@ -231,6 +231,8 @@ class LiteMedSAMContext(SliceWiseContext):
         self.window_name = None  # CT: chosen from each prompt's box (auto) or fixed by the engine
         self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
         self.letterbox = Letterbox(tuple(image.array.shape[1:]))
+        with torch.inference_mode():  # the decoder's positional encoding: the same for every decode
+            self.dense_pe = self.model.prompt_encoder.get_dense_pe()
 
     def use_window(self, name: str | None) -> None:
         """Window CT slices with CT_WINDOWS[``name``] (embeddings are cached per window)."""
@@ -422,7 +424,7 @@ class LiteMedSAMContext(SliceWiseContext):
         pe = self.model.prompt_encoder
         sparse, dense = pe(points=point_input, boxes=boxes, masks=masks)
         logits, iou = self.model.mask_decoder(
-            image_embeddings=embedding, image_pe=pe.get_dense_pe(),
+            image_embeddings=embedding, image_pe=self.dense_pe,
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
         )
         return logits, float(iou.reshape(-1)[0])
