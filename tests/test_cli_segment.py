@@ -101,3 +101,20 @@ def test_ct_window_option(data, tmp_path, capsys):
     code = main(["segment", str(paths["image"]), "--out", str(tmp_path / "m.nrrd"), "--box", *box_args(label),
                  "--engine", "sam3d-tiny", "--ct-window", "lung"])
     assert code == 2 and "unknown sam3d options: ct_window" in capsys.readouterr().err
+
+
+def test_presence_option(data, tmp_path, capsys):
+    """--presence on runs litemedsam with its opt-in rule: brain1's first component (slices 11-12) in a
+    10 mm box leaves margin slices 10 and 13 empty, which --presence off paints."""
+    from scipy import ndimage
+
+    image = read_image(data / "pyradiomics/brain1_image.nrrd")
+    components, _ = ndimage.label(read_image(data / "pyradiomics/brain1_label.nrrd").array > 0)
+    label = write_image(image.with_array((components == 1).astype(np.uint8)), tmp_path / "label.nrrd")
+    empty = {}
+    for presence in ("off", "on"):
+        code = main(["benchmark", "interactive", "--image", str(data / "pyradiomics/brain1_image.nrrd"),
+                     "--label", str(label), "--margin-mm", "10", "--clicks", "0", "--presence", presence, "--json"])
+        assert code == 0
+        empty[presence] = json.loads(capsys.readouterr().out)["margin_slices"]
+    assert empty == {"off": {"count": 2, "empty": 0}, "on": {"count": 2, "empty": 2}}

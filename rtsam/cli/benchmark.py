@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_ct_window, add_engine_arguments, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
+from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
 
 STEP_COLUMNS = ["step", "positive", "dice", "volume_error_ml", "hd95_mm", "quality", "low_quality", "embed_ms",
                 "decode_ms", "total_ms"]
@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     q.add_argument("--label", help="0/1 label on the image's grid")
     add_engine_arguments(q)
     add_ct_window(q)
+    add_presence(q)
     add_prompt_policy(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")

@@ -73,6 +73,14 @@ def add_ct_window(parser) -> None:
                              "stands out most from its surroundings), lung (W1500/L-600) or soft-tissue (W400/L40)")
 
 
+def add_presence(parser) -> None:
+    """``--presence`` for the litemedsam engine (its opt-in PRESENCE_RULE)."""
+    parser.add_argument("--presence", choices=("off", "on"), default="off",
+                        help="litemedsam: on leaves the slices of a loose box where the object seems to have ended "
+                             "empty (off by default: chosen without the case it emptied 75%% of such slices but "
+                             "cost some boxes Dice; see the README)")
+
+
 def add_prompt_policy(parser) -> None:
     """``--allow-untrained-prompts`` for the sam3d engine."""
     parser.add_argument("--allow-untrained-prompts", action="store_true",
@@ -83,6 +91,10 @@ def add_prompt_policy(parser) -> None:
 def engine_options(args) -> dict:
     """Engine keyword options from the command line (only those the user changed)."""
     options = {} if args.ct_window == "auto" else {"ct_window": args.ct_window}
+    if getattr(args, "presence", "off") == "on":
+        from ..engines.litemedsam import PRESENCE_RULE
+
+        options["presence"] = PRESENCE_RULE
     if getattr(args, "allow_untrained_prompts", False):
         options["allow_untrained_prompts"] = True
     return options
