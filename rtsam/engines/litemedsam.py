@@ -313,8 +313,7 @@ class LiteMedSAMContext(SliceWiseContext):
                     probability[cleared] = 0.0
                     slices[cleared][4]["present"] = False
             if source is None:
-                mask = probability[k] > 0.5
-                seed = (SeedModel.of(self.image.array[k], mask, self.image.spacing[:2]),
+                seed = (SeedModel.of(self.image.array[k], probability[k] > 0.5, self.image.spacing[:2]),
                         SeedPrototype.of(*self.features(k, probability[k], timings)))
             if progress is not None:
                 progress((n + 1) / len(order), f"slice {k}")
