@@ -135,6 +135,8 @@ def test_tightening_fixes_loose_box_overfill_but_not_fitted_boxes(brain, engine)
         assert np.all(inner[:2] >= outer[:2] - 1e-6) and np.all(inner[2:] <= outer[2:] + 1e-6)
     plan = SlicePlan.build(image, Prompt(box_lps=box))
     assert np.allclose(fitted.state["slices"][plan.middle][1], plan.box)  # the user box, untouched
+    untightened = load_engine("litemedsam", tighten_steps=0).open(image).predict(Prompt(box_lps=box))
+    assert np.array_equal(untightened.mask.array, fitted.mask.array)  # tighten_steps=0: no tightening
 
 
 @pytest.mark.parametrize("case", ["brain2", "lung"])

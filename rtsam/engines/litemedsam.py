@@ -99,7 +99,7 @@ from .litemedsam_presence import PresenceRule, PresenceWalk
 from .registry import weights_label
 
 BOX_PAD_PX = 2.0  # pixels added around a propagated mask box / an extending click
-TIGHTEN_STEPS = 2  # re-decodes of a box-only slice with the box of its own mask
+TIGHTEN_STEPS = 2  # re-decodes of a box-only slice with the box of its own mask (0: none)
 SLICE_BYTES = 2**27  # GPU memory per slice of a batched embedding (TinyViT activations, generous)
 MAX_BATCH = 32
 # Opt-in (off by default, see the docstring): chosen on all four lesion groups with the demo's 4DCT as a constraint.
@@ -118,7 +118,7 @@ class LiteMedSAMEngine(Engine):
     def __init__(self, weights: Path | None = None, device: str = "cpu", config=None,
                  modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto",
                  presence: PresenceRule | None = None, quality_term: str = QUALITY_TERM,
-                 erase_central: float | None = ERASE_CENTRAL):
+                 erase_central: float | None = ERASE_CENTRAL, tighten_steps: int = TIGHTEN_STEPS):
         if ct_window != "auto" and ct_window not in CT_WINDOWS:
             raise InputError(f"ct_window must be auto or one of {', '.join(CT_WINDOWS)}, got {ct_window!r}")
         super().__init__(weights_label(weights), device)
@@ -127,6 +127,7 @@ class LiteMedSAMEngine(Engine):
         if quality_term not in QUALITY_TERMS:
             raise InputError(f"quality_term must be one of {', '.join(QUALITY_TERMS)}")
         self.presence, self.quality_term, self.erase_central = presence, quality_term, erase_central
+        self.tighten_steps = int(tighten_steps)
         self.cache_slices = int(cache_slices)
         self.model = load_model(weights, device)
 
@@ -393,10 +394,10 @@ class LiteMedSAMContext(SliceWiseContext):
         return sum(bool(inside[click_pixel(inside.shape, x, y)]) == positive for x, y, positive in points)
 
     def tightened(self, embedding: torch.Tensor, logits: torch.Tensor, iou: float, limit: np.ndarray):
-        """(logits, IoU, box) after up to TIGHTEN_STEPS re-decodes, each with the box of the
+        """(logits, IoU, box) after up to the engine's tighten_steps re-decodes, each with the box of the
         previous mask (grown TIGHTEN_PAD 256-grid pixels) inside ``limit``, until that box repeats."""
         box = limit
-        for _ in range(TIGHTEN_STEPS):
+        for _ in range(self.engine.tighten_steps):
             grown = mask_box(self.letterbox.probability(logits) > 0.5, TIGHTEN_PAD / self.letterbox.scale)
             if grown is None:
                 break
