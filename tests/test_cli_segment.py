@@ -118,3 +118,14 @@ def test_presence_option(data, tmp_path, capsys):
         assert code == 0
         empty[presence] = json.loads(capsys.readouterr().out)["margin_slices"]
     assert empty == {"off": {"count": 2, "empty": 0}, "on": {"count": 2, "empty": 2}}
+
+
+def test_serve_takes_the_litemedsam_options():
+    """rtsam serve passes --ct-window and --presence to its engine like segment does."""
+    from rtsam.cli import build_parser
+    from rtsam.cli.serve import server_config
+    from rtsam.engines.litemedsam import PRESENCE_RULE
+
+    args = build_parser().parse_args(["serve", "--ct-window", "lung", "--presence", "on"])
+    assert server_config(args, []).engine_options == {"ct_window": "lung", "presence": PRESENCE_RULE}
+    assert server_config(build_parser().parse_args(["serve"]), []).engine_options == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .common import add_engine_arguments, add_prompt_policy, print_json
+from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, engine_options, print_json
 
 
 def register(subparsers) -> None:
@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     key.add_argument("--api-key", help="require this key in the X-API-Key header")
     key.add_argument("--api-key-file", help="file with one accepted key per line")
     add_engine_arguments(p)
+    add_ct_window(p)
+    add_presence(p)
     add_prompt_policy(p)
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="do not torch.compile the engine at start-up (default on CUDA: compile, eager on failure)")
@@ -99,7 +101,7 @@ def server_config(args: argparse.Namespace, keys: list[str]):
     return ServerConfig(host=args.host, port=args.port, api_keys=keys, engine=args.engine,
                         checkpoint=args.checkpoint, device=args.device, compile=args.compile,
                         compile_decoder=args.compile_decoder,
-                        engine_options={"allow_untrained_prompts": True} if args.allow_untrained_prompts else {},
+                        engine_options=engine_options(args),
                         max_sessions=max(args.max_sessions, n),
                         max_cached=args.max_cached, idle_timeout=args.idle_timeout, max_upload_mb=args.max_upload_mb,
                         max_concurrent=args.max_concurrent, deadline_s=args.deadline,
