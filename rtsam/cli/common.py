@@ -69,8 +69,8 @@ def add_engine_arguments(parser, checkpoint_help: str = "weights file replacing 
 def add_ct_window(parser) -> None:
     """``--ct-window`` for the litemedsam engine (names from rtsam.engines.litemedsam_prep.CT_WINDOWS)."""
     parser.add_argument("--ct-window", choices=("auto", "lung", "soft-tissue"), default="auto",
-                        help="litemedsam CT window: auto (of the two, the one whose mask on the box's middle slice "
-                             "stands out most from its surroundings), lung (W1500/L-600) or soft-tissue (W400/L40)")
+                        help="litemedsam CT window: auto (a new box is predicted in both, the result of higher "
+                             "quality is kept), lung (W1500/L-600) or soft-tissue (W400/L40)")
 
 
 def add_presence(parser) -> None:
