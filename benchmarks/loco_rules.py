@@ -4,7 +4,7 @@ A presence rule (litemedsam_presence.PresenceRule) walks out from the box's midd
 directions; where the object ends (the first of ``run`` failing slices in a row), that slice and
 every slice beyond it are left empty (this is exactly what the engine does, since a slice's decode
 depends only on the slice it propagates from). The CT window rule has no parameter: per box, the
-window whose middle-slice mask has the higher ``contrast``.
+window whose result has the higher quality.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from rtsam.engines.litemedsam_evidence import PRESENCE_FEATURES
+from rtsam.engines.litemedsam import QUALITY_TERM
+from rtsam.engines.litemedsam_evidence import PRESENCE_FEATURES, result_quality
 from rtsam.engines.litemedsam_presence import PresenceRule
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.0, 0.96, 0.05)]
@@ -58,14 +59,13 @@ def replay(run: dict, truth_total: int, rule: PresenceRule | None, slice_mm: flo
 
 
 def window_runs(case: dict) -> list[dict]:
-    """One run per box: the recorded window run the contrast rule picks (MR: the only one)."""
+    """One run per box: the recorded window run of higher result quality, as the engine picks it (MR: the
+    only one)."""
     by_box: dict[str, list] = {}
     for run in case["runs"]:
         by_box.setdefault(run["box"], []).append(run)
-    chosen = []
-    for runs in by_box.values():
-        chosen.append(max(runs, key=lambda r: next(s["contrast"] for s in r["slices"] if s["k"] == middle_slice(r))))
-    return chosen
+    return [max(runs, key=lambda r: result_quality({s["k"]: (s,) for s in r["slices"]}, QUALITY_TERM))
+            for runs in by_box.values()]
 
 
 def group_scores(records: dict, cases: list[str], rule: PresenceRule | None) -> dict:

@@ -70,7 +70,7 @@ def presence_report(records: dict, checks: dict, folds: dict) -> dict:
 
 def box_only_table(records: dict, folds: dict) -> list[dict]:
     """Per case and box: box-only Dice and margin slices before (lung window for CT, no presence
-    rule) and after (contrast-chosen window, the fold's presence rule)."""
+    rule) and after (the window of higher result quality, the fold's presence rule)."""
     rows = []
     for name, case in records.items():
         rule, slice_mm = folds[case["group"]], case["slice_mm"]
