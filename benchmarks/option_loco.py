@@ -3,7 +3,7 @@ rtsam.benchmark_interactive.box_variants and 3 simulated clicks on every tuning 
 and the demo 4DCT check case, once per value.
 
     PYTHONPATH=.:benchmarks python benchmarks/option_loco.py erase_central none 0.5 0.75 0.9
-    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py seed_reach 0 1
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1
 
 The first value is the baseline. Per held-out lesion, the value chosen on the other three: the highest
 mean Dice at 3 clicks among the values that cost no case and box of theirs more than 0.02 against the

@@ -3,7 +3,7 @@ rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out 
 4DCT check case under the "all" rule), each against presence off.
 
     PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks]
-writes benchmarks/results/presence_clicks_loco.json.
+writes benchmarks/results/presence_clicks_loco_<folds>.json.
 """
 
 from __future__ import annotations

@@ -90,8 +90,8 @@ def add_prompt_policy(parser) -> None:
 
 def engine_options(args) -> dict:
     """Engine keyword options from the command line (only those the user changed)."""
-    options = {} if getattr(args, "ct_window", "auto") == "auto" else {"ct_window": args.ct_window}
-    if getattr(args, "presence", "off") == "on":
+    options = {} if args.ct_window == "auto" else {"ct_window": args.ct_window}
+    if args.presence == "on":
         from ..engines.litemedsam import PRESENCE_RULE
 
         options["presence"] = PRESENCE_RULE

@@ -312,6 +312,7 @@ class LiteMedSAMContext(SliceWiseContext):
             check_cancel(cancel)
             points = plan.points.get(k, [])
             before = kept.get(k)
+            features = None  # the slice's embedding and mask cell shares, when decoded here
             if before is not None and before[3] == points:  # an untouched slice keeps its result
                 probability[k] = previous.probability.array[k]
                 slices[k] = before
@@ -333,9 +334,10 @@ class LiteMedSAMContext(SliceWiseContext):
                                                               self.engine.erase_central, self.image.spacing[:2])
                 if points:
                     probability[k] = unhonoured_clicks_painted(probability[k], points, self.image.spacing[:2])
+                features = self.features(k, probability[k], timings)
                 evidence = slice_evidence(self.image.array[k], probability[k], iou,
                                           None if source is None else probability[source] > 0.5,
-                                          self.image.spacing[:2], self.features(k, probability[k], timings), seed)
+                                          self.image.spacing[:2], features, seed)
                 slices[k] = (logits.cpu(), box, iou, points, evidence)
                 for cleared in walk.judge(k, source, evidence, slices[order[0][0]][4],
                                           None if source is None else slices[source][4], bool(points)):
@@ -343,7 +345,7 @@ class LiteMedSAMContext(SliceWiseContext):
                     slices[cleared][4]["present"] = False
             if source is None:
                 seed = (SeedModel.of(self.image.array[k], probability[k] > 0.5, self.image.spacing[:2]),
-                        SeedPrototype.of(*self.features(k, probability[k], timings)))
+                        SeedPrototype.of(*(features or self.features(k, probability[k], timings))))
             if progress is not None:
                 progress((n + 1) / len(order), f"slice {k}")
         return SegmentationResult(
