@@ -51,7 +51,9 @@ def test_busy_server_refuses_early_and_the_client_retries_with_progress():
         assert result.mask.array.any()
         assert seen == ["waiting for the server", "server busy, retrying (1/5)", "done"]
         assert scheduler.stats()["running"] == 0 and scheduler.times.estimate("predict (embedding)") != 1.0
-        assert scheduler.stats()["reserved"] == 1  # the client's retry sent its ticket back and took its place
+        # the client's retry sent its ticket back and took its place: only the other key's may be left (it
+        # expires RESERVATION_GRACE_S after its Retry-After, which a loaded machine can pass during this predict)
+        assert set(scheduler._reserved) <= {refused.headers["X-RTSAM-Ticket"]}
         context.close()
 
 
