@@ -86,6 +86,17 @@ def check_cases() -> dict[str, dict]:
                           "boxes": {"demo": box_from_mask(label, parts.BOX_MARGIN_MM)}}}
 
 
+def nodule_check_cases(count: int = 6, seed: int = 1) -> dict[str, dict]:
+    """{"nodule<n>": {"group", "image", "label"}}: ``rtsam benchmark nodules``' small nodules of lung2's
+    tumour tissue in lung2's aerated lung; no rule is tuned on them (they share lung2's image, so they
+    check rules, they do not stand for another patient)."""
+    from rtsam.nodules import nodule_cases
+
+    image, label = load("lung2")
+    return {f"nodule{n}": {"group": "nodules", "image": nodule.image, "label": nodule.label}
+            for n, nodule in enumerate(nodule_cases(image, label, count, seed), start=1)}
+
+
 def cache_embeddings_on_disk(folder: Path) -> None:
     """Make every LiteMedSAM context read/write slice embeddings under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

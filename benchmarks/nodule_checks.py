@@ -15,11 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from loco_cases import load, parsed_with_cache
+from loco_cases import nodule_check_cases, parsed_with_cache
 from loco_collect import collect
 from loco_rules import feature_auc, score
-from rtsam.engines.litemedsam_presence import PresenceRule
-from rtsam.nodules import nodule_cases
+from presence_clicks_loco import rule_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,9 +29,7 @@ def fold_rules() -> dict:
     rules = {}
     for kind, by_group in folds.items():
         for group, fold in by_group.items():
-            fields = fold["fields"]
-            rules[f"{kind} {group}"] = None if fields is None else PresenceRule(
-                **{**fields, "conditions": tuple(tuple(c) for c in fields["conditions"])})
+            rules[f"{kind} {group}"] = rule_of(fold["fields"])
     return rules
 
 
@@ -41,12 +38,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parsed = parsed_with_cache(parser)
-    image, label = load("lung2")
     records = {}
-    for number, nodule in enumerate(nodule_cases(image, label, parsed.count, parsed.seed), start=1):
-        name = f"nodule{number}"
-        collect({"group": "nodules", "image": nodule.image, "label": nodule.label}, records.setdefault(name, {}))
-        records[name]["volume_ml"] = round(nodule.volume_ml, 2)
+    for name, case in nodule_check_cases(parsed.count, parsed.seed).items():
+        collect(case, records.setdefault(name, {}))
     (RESULTS / "loco_nodules.json").write_text(json.dumps(records))
     rules = {"off": None, **fold_rules()}
     report = {"feature_auc": feature_auc(records), "rules": {k: None if r is None else str(r) for k, r in rules.items()},

@@ -1,6 +1,6 @@
 """Leave-one-lesion-out choice of one LiteMedSAM engine option by the click protocol: every box of
 rtsam.benchmark_interactive.box_variants and 3 simulated clicks on every tuning case (loco_cases.all_cases)
-and the demo 4DCT check case, once per value.
+and the check cases (the demo 4DCT and the inserted nodules: no fold is chosen on them), once per value.
 
     PYTHONPATH=.:benchmarks python benchmarks/option_loco.py erase_central none 0.5 0.75 0.9
     PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loco_cases import CASES, all_cases, check_cases, parsed_with_cache
+from loco_cases import CASES, all_cases, check_cases, nodule_check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.engines.registry import load_engine
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("option", help="a LiteMedSAMEngine keyword argument")
     parser.add_argument("values", nargs="+", help="JSON values (or none), the baseline first")
     args = parsed_with_cache(parser)
-    cases = {**all_cases(), **check_cases()}
+    cases = {**all_cases(), **check_cases(), **nodule_check_cases()}
     results = [(value, protocol(args.option, value, cases)) for value in map(value_of, args.values)]
     folds = {held: choose(results, [g for g in CASES if g != held]) for held in CASES}
     folds["all"] = choose(results, list(CASES))

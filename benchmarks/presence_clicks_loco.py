@@ -1,6 +1,6 @@
 """The presence rules loco_tune.py chose per fold, run through the click protocol: every box of
-rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out group's cases (the demo
-4DCT check case under the "all" rule), each against presence off.
+rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out group's cases (the check
+cases, the demo 4DCT and the inserted nodules, under the "all" rule), each against presence off.
 
     PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks]
 writes benchmarks/results/presence_clicks_loco_<folds>.json.
@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from loco_cases import all_cases, check_cases, parsed_with_cache
+from loco_cases import all_cases, check_cases, nodule_check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
@@ -42,7 +42,7 @@ def main() -> None:
     args = parsed_with_cache(parser)
     folds = json.loads((RESULTS / "loco_tune.json").read_text())["presence_folds"][args.folds]
     report = {}
-    for name, case in {**all_cases(), **check_cases()}.items():
+    for name, case in {**all_cases(), **check_cases(), **nodule_check_cases()}.items():
         fold = folds.get(case["group"], folds["all"])
         report[name] = {"rule": fold["rule"], "off": protocol(case, None),
                         "rule_on": protocol(case, rule_of(fold["fields"]))}
