@@ -7,6 +7,7 @@ from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
 from rtsam.engines.litemedsam import ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
 from rtsam.engines.litemedsam_prep import Letterbox, central_blobs_erased, detect_modality, unhonoured_clicks_painted
+from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
 from rtsam.io import read_image
@@ -264,6 +265,20 @@ def test_ct_window_from_the_result_and_cached_per_window(lung, engine):
     assert clicked.state["window"] == window
     with pytest.raises(InputError, match="ct_window must be auto or one of"):
         load_engine("litemedsam", ct_window="bone")
+
+
+def test_ct_window_is_chosen_before_the_presence_rule_cuts(lung, engine):
+    """With a presence rule, auto chooses the window on the results without it (a cut raises the
+    quality of what is left), then runs the rule in that window: the fixed-window engine's result."""
+    image, label = (slab(v, 6, 10) for v in lung)
+    box = box_from_label(label, 5.0)
+    cut_all = PresenceRule((("contrast", 10.0),))  # every propagated slice fails: only the seed is kept
+    plain = engine.open(image).predict(Prompt(box_lps=box))
+    ruled = load_engine("litemedsam", presence=cut_all).open(image).predict(Prompt(box_lps=box))
+    assert ruled.state["window"] == plain.state["window"]
+    assert ruled.mask.array.any(axis=(1, 2)).sum() == 1 < plain.mask.array.any(axis=(1, 2)).sum()
+    fixed = load_engine("litemedsam", presence=cut_all, ct_window=plain.state["window"]["name"])
+    assert np.array_equal(fixed.open(image).predict(Prompt(box_lps=box)).mask.array, ruled.mask.array)
 
 
 def test_opt_in_presence_rule_empties_margin_slices(brain, engine):

@@ -209,6 +209,11 @@ class SlicePlan:
         return box
 
 
+def _part(progress, n: int, parts: int):
+    """``progress`` of the ``n``-th of ``parts`` equal passes (None without progress)."""
+    return None if progress is None else (lambda f, m: progress((n + f) / parts, m))
+
+
 def calibrated(raw: float) -> float:
     """``raw`` quality in [0, 1] mapped monotonically (a power) so that QUALITY_AT_LOW becomes LOW_QUALITY:
     the flag threshold chosen on the raw term is the one every client already applies."""
@@ -278,37 +283,46 @@ class LiteMedSAMContext(SliceWiseContext):
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
         """The prompt's result. CT: in the engine's fixed window, the one kept from ``previous`` (same
-        box), or (auto) predicted under each of CT_WINDOWS, keeping the result of higher quality."""
+        box), or (auto) predicted under each of CT_WINDOWS, keeping the result of higher quality. That
+        choice is made without the presence rule, which then runs in the chosen window: cutting a
+        window's doubtful slices raises its quality, and chose the worse window on the demo's 4DCT."""
         prompt.validate_against(self.image)
         kept = _kept_slices(previous, prompt)
+        rule = self.engine.presence
         if self.modality != "CT":
-            return self.predict_in_window(prompt, previous, kept, None, progress, cancel)
+            return self.predict_in_window(prompt, previous, kept, None, progress, cancel, rule)
         if self.engine.ct_window != "auto":
             self.use_window(self.engine.ct_window)
-            return self.predict_in_window(prompt, previous, kept, {"name": self.engine.ct_window}, progress, cancel)
+            return self.predict_in_window(prompt, previous, kept, {"name": self.engine.ct_window}, progress, cancel,
+                                          rule)
         if kept and previous.state.get("window"):
             self.use_window(previous.state["window"]["name"])
-            return self.predict_in_window(prompt, previous, kept, previous.state["window"], progress, cancel)
+            return self.predict_in_window(prompt, previous, kept, previous.state["window"], progress, cancel, rule)
+        passes = len(CT_WINDOWS) + (rule is not None)
         results = {}
         for n, name in enumerate(CT_WINDOWS):
             self.use_window(name)
-            part = None if progress is None else (lambda f, m, n=n: progress((n + f) / len(CT_WINDOWS), m))
-            results[name] = self.predict_in_window(prompt, previous, kept, None, part, cancel)
+            results[name] = self.predict_in_window(prompt, previous, kept, None, _part(progress, n, passes), cancel,
+                                                   None)
         name = max(results, key=lambda w: results[w].quality)
         self.use_window(name)
-        results[name].state["window"] = {"name": name, "quality": {w: round(r.quality, 4) for w, r in results.items()}}
-        return results[name]
+        window = {"name": name, "quality": {w: round(r.quality, 4) for w, r in results.items()}}
+        if rule is None:
+            results[name].state["window"] = window
+            return results[name]
+        return self.predict_in_window(prompt, previous, kept, window, _part(progress, passes - 1, passes), cancel,
+                                      rule)
 
     def predict_in_window(self, prompt: Prompt, previous: SegmentationResult | None, kept: dict,
-                          windows: dict | None, progress, cancel) -> SegmentationResult:
-        """``predict`` in the window in use (``windows``: what the result records of it)."""
+                          windows: dict | None, progress, cancel, presence: PresenceRule | None) -> SegmentationResult:
+        """``predict`` in the window in use (``windows``: what the result records of it) under ``presence``."""
         plan = SlicePlan.build(self.image, prompt)
         timings: dict[str, float] = {}
         probability = np.zeros(self.image.array.shape, dtype=np.float32)
         slices: dict[int, tuple] = {}  # k -> (logits, box, IoU, points, evidence)
         propagated: dict[int, np.ndarray] = {}  # box-only slices' masks before tightening
         order = plan.order()
-        walk = PresenceWalk(self.engine.presence, order, float(self.image.spacing[2]))
+        walk = PresenceWalk(presence, order, float(self.image.spacing[2]))
         seed = None  # the seed slice's (SeedModel, SeedPrototype), once it is decoded
         self.prefetch_embeddings([k for k, _ in order], timings)
         for n, (k, source) in enumerate(order):
