@@ -71,7 +71,8 @@ def main() -> None:
     folds["all"] = choose(results, list(CASES))
     by_value = {json.dumps(v): runs for v, runs in results}
     table = [{"case": name, "box": box, "held_out_value": folds.get(run["group"], folds["all"]),
-              "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"]}
+              "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"],
+              "by_value": {value: runs[(name, box)]["dice"] for value, runs in by_value.items()}}
              for (name, box), run in results[0][1].items()]
     report = {"option": args.option, "values": [v for v, _ in results], "folds": folds, "runs": table}
     (RESULTS / f"option_loco_{args.option}.json").write_text(json.dumps(report, indent=1))

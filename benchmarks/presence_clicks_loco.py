@@ -2,8 +2,9 @@
 rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out group's cases (the check
 cases, the demo 4DCT and the inserted nodules, under the "all" rule), each against presence off.
 
-    PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks]
-writes benchmarks/results/presence_clicks_loco_<folds>.json.
+    PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks] [--groups G...]
+writes benchmarks/results/presence_clicks_loco_<folds>.json (``--groups``: re-runs those groups' cases only,
+keeping the other cases' results).
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def protocol(case: dict, rule: PresenceRule | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--folds", default="plain", choices=("plain", "with_checks"))
+    parser.add_argument("--groups", nargs="*", help="re-run only these groups (lung2, ..., demo_4dct, nodules)")
     args = parsed_with_cache(parser)
     folds = json.loads((RESULTS / "loco_tune.json").read_text())["presence_folds"][args.folds]
-    report = {}
+    out_path = RESULTS / f"presence_clicks_loco_{args.folds}.json"
+    report = json.loads(out_path.read_text()) if args.groups and out_path.exists() else {}
     for name, case in {**all_cases(), **check_cases(), **nodule_check_cases()}.items():
+        if args.groups and case["group"] not in args.groups:
+            continue
         fold = folds.get(case["group"], folds["all"])
         report[name] = {"rule": fold["rule"], "off": protocol(case, None),
                         "rule_on": protocol(case, rule_of(fold["fields"]))}
@@ -51,7 +56,7 @@ def main() -> None:
             print(f"{name:13} {box:22} {off['dice']} -> {on['dice']}  margin empty "
                   f"{off['margin_slices']['empty']}/{off['margin_slices']['count']} -> "
                   f"{on['margin_slices']['empty']}/{on['margin_slices']['count']}", flush=True)
-    (RESULTS / f"presence_clicks_loco_{args.folds}.json").write_text(json.dumps(report, indent=1))
+        out_path.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
