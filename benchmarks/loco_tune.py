@@ -9,7 +9,8 @@ loco_cases.py) are scored with rules chosen on the other three groups only:
    records, the one leaving most margin slices empty among those costing no group more than 0.02
    box-only Dice (loco_rules.choose_presence); each fold's rule is also replayed on the cases kept
    out of tuning (loco_checks.json, ``loco_collect.py --checks``); the "with_checks" folds hold
-   those cases to the same bound too (the engine's opt-in PRESENCE_RULE is their "all" rule);
+   those cases to the same bound too (the engine's opt-in PRESENCE_RULE was their "all" rule under
+   the earlier CT window rule);
 2. the full protocol (every box, ``--clicks`` clicks) runs with the engine as shipped (presence
    off: no rule passed the checks);
 3. quality term: the one whose lowest within-group Spearman rho against Dice over the other groups

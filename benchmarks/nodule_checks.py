@@ -1,8 +1,8 @@
 """The presence rules on small lung nodules none of them was tuned on: ``rtsam benchmark nodules``'
 cases (6 nodules of lung2's tumour tissue in lung2's aerated lung, seed 1), box-only, replayed
-offline like loco_tune.py: no rule, each leave-one-lesion-out fold rule of loco_tune.json ("plain"
-and "with_checks", their "all" rules included; "with_checks"'s "all" is the engine's opt-in
-PRESENCE_RULE), per nodule and in total; plus the presence features' AUC on the nodules.
+offline like loco_tune.py: no rule, the engine's opt-in PRESENCE_RULE, each leave-one-lesion-out
+fold rule of loco_tune.json ("plain" and "with_checks", their "all" rules included), per nodule and
+in total; plus the presence features' AUC on the nodules.
 
     PYTHONPATH=.:benchmarks python benchmarks/nodule_checks.py [--cache /tmp/rtsam_embeddings]
 writes benchmarks/results/loco_nodules.json (slice records) and nodule_checks.json.
@@ -19,6 +19,7 @@ from loco_cases import nodule_check_cases, parsed_with_cache
 from loco_collect import collect
 from loco_rules import feature_auc, score
 from presence_clicks_loco import rule_of
+from rtsam.engines.litemedsam import PRESENCE_RULE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,7 +43,7 @@ def main() -> None:
     for name, case in nodule_check_cases(parsed.count, parsed.seed).items():
         collect(case, records.setdefault(name, {}))
     (RESULTS / "loco_nodules.json").write_text(json.dumps(records))
-    rules = {"off": None, **fold_rules()}
+    rules = {"off": None, "PRESENCE_RULE": PRESENCE_RULE, **fold_rules()}
     report = {"feature_auc": feature_auc(records), "rules": {k: None if r is None else str(r) for k, r in rules.items()},
               "total": {k: score(records, list(records), r) for k, r in rules.items()},
               "per_nodule": {n: {k: score(records, [n], r) for k, r in rules.items()} for n in records}}
