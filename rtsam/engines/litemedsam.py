@@ -67,15 +67,17 @@ and their sub-cases (~53,000 rules of the evidence features: single, pairs, two 
 guards around the seed; benchmarks/loco_tune.py, results in benchmarks/results/loco_tune.json).
 The embedding gap tells lesion from margin slices best (AUC 0.96; the intensity features 0.89 at
 best). Held out, the chosen rules leave 45 of 52 margin slices empty (87%; target 90%) but cost
-lung2 0.068 box-only Dice. With the earlier CT window rule it was 75%, and at 3 clicks brain1's
-10 mm box lost 0.045 (benchmarks/presence_clicks_loco.py; not re-run with the current window
-rule). Reading the z-extent off coronal/sagittal reformats did no
-better (65% held out, brain1 -0.23 Dice; benchmarks/views_loco.py).
+lung2 0.068 box-only Dice; at 3 clicks they cost breast1's 5 mm box 0.044 and the demo's 4DCT (a
+check) 0.127 on average, and gain on 6 small nodules inserted into lung2's lung (checks: 0.753 ->
+0.785, all 48 margin slices empty; benchmarks/presence_clicks_loco.py). Reading the z-extent off
+coronal/sagittal reformats did no better (65% held
+out, brain1 -0.23 Dice; benchmarks/views_loco.py).
 PRESENCE_RULE is the rule chosen on all four groups with the demo's 4DCT reference phase as a
 constraint (so that phase is not a check for it; chosen with the earlier CT window rule). With the
 current one: 83% of margin slices empty in-sample, every lesion's box-only Dice up, demo ITV Dice
 0.827 -> 0.835; with a box exactly on the label it drops brain2's last lesion slice (Dice 0.480 ->
-0.471); see benchmarks/presence_checks.py.
+0.471); see benchmarks/presence_checks.py. On the inserted nodules (never tuned on), at a 5 mm box:
+box-only 0.646 -> 0.722, 3 clicks 0.761 -> 0.787 (benchmarks/results/nodules_interactive_*.json).
 
 The result's quality is the area-weighted mean over slices with a mask of a QUALITY_TERMS term
 (predicted IoU x SAM's stability score x contrast / (1 + contrast)), mapped so that the raw value
