@@ -70,8 +70,7 @@ best). Held out, the chosen rules leave 45 of 52 margin slices empty (87%; targe
 lung2 0.068 box-only Dice; at 3 clicks they cost breast1's 5 mm box 0.044 and the demo's 4DCT (a
 check) 0.127 on average, and gain on 6 small nodules inserted into lung2's lung (checks: 0.753 ->
 0.785, all 48 margin slices empty; benchmarks/presence_clicks_loco.py). Reading the z-extent off
-coronal/sagittal reformats did no better (65% held
-out, brain1 -0.23 Dice; benchmarks/views_loco.py).
+coronal/sagittal reformats did no better (65% held out, brain1 -0.23 Dice; benchmarks/views_loco.py).
 PRESENCE_RULE is the rule chosen on all four groups with the demo's 4DCT reference phase as a
 constraint (so that phase is not a check for it; chosen with the earlier CT window rule). With the
 current one: 83% of margin slices empty in-sample, every lesion's box-only Dice up, demo ITV Dice
