@@ -84,11 +84,14 @@ def partial_volume(radii_mm, spacing_kji: np.ndarray, offset_mm: np.ndarray, rng
     return ndimage.gaussian_filter(blocks.mean(axis=(1, 3, 5)), (0, EDGE_BLUR_PX, EDGE_BLUR_PX)), half
 
 
-def donor_tissue(donor: Volume, donor_label: Volume, half: np.ndarray) -> np.ndarray:
-    """A block of the donor lesion's core voxels (size 2 * ``half`` + 1), its mean where the core ends."""
+def lesion_core(donor_label: Volume) -> np.ndarray:
+    """The donor lesion's core (eroded 2 voxels; the whole lesion when nothing is left)."""
     core = ndimage.binary_erosion(donor_label.array > 0, iterations=2)
-    if not core.any():
-        core = donor_label.array > 0
+    return core if core.any() else donor_label.array > 0
+
+
+def donor_tissue(donor: Volume, core: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """A block of ``donor``'s voxels in the lesion ``core`` (size 2 * ``half`` + 1), its mean where the core ends."""
     voxels = np.argwhere(core)
     centre = voxels[len(voxels) // 2]
     index = [np.clip(np.arange(c - h, c + h + 1), 0, n - 1) for c, h, n in zip(centre, half, core.shape)]
@@ -96,8 +99,9 @@ def donor_tissue(donor: Volume, donor_label: Volume, half: np.ndarray) -> np.nda
     return np.where(core[np.ix_(*index)], block, float(donor.array[core].mean()))
 
 
-def insert_nodule(image: Volume, donor_label: Volume, site_kji, rng: np.random.Generator) -> Nodule:
-    """One nodule of random radii (RADII_MM) at voxel ``site_kji``, its centre moved up to half a voxel."""
+def insert_nodule(image: Volume, core: np.ndarray, site_kji, rng: np.random.Generator) -> Nodule:
+    """One nodule of random radii (RADII_MM) at voxel ``site_kji``, its centre moved up to half a voxel,
+    made of the image's voxels in the lesion ``core``."""
     spacing = np.asarray(image.spacing, dtype=float)[::-1]
     radii = tuple(float(rng.uniform(lo, hi)) for lo, hi in RADII_MM)
     offset = rng.uniform(-0.5, 0.5, size=3) * spacing
@@ -107,7 +111,7 @@ def insert_nodule(image: Volume, donor_label: Volume, site_kji, rng: np.random.G
     if any(b.start < 0 or b.stop > n for b, n in zip(block, image.array.shape)):
         raise InputError(f"nodule at voxel {site.tolist()} does not fit in the image", image.metadata.get("path"))
     array = image.array.astype(np.float32)
-    array[block] = array[block] * (1 - weight) + donor_tissue(image, donor_label, half) * weight
+    array[block] = array[block] * (1 - weight) + donor_tissue(image, core, half) * weight
     label = np.zeros(image.array.shape, dtype=np.uint8)
     label[block] = weight >= 0.5
     centre_lps = image.ijk_to_lps((site[::-1] + offset[::-1] / spacing[::-1])[None])[0]
@@ -128,4 +132,5 @@ def nodule_cases(image: Volume, donor_label: Volume, count: int = 6, seed: int =
         raise InputError("the lesion label is empty: no tumour tissue to make nodules of",
                          donor_label.metadata.get("path"))
     rng = np.random.default_rng(seed)
-    return [insert_nodule(image, donor_label, site, rng) for site in nodule_sites(image, donor_label, count, rng)]
+    core = lesion_core(donor_label)
+    return [insert_nodule(image, core, site, rng) for site in nodule_sites(image, donor_label, count, rng)]
