@@ -41,7 +41,9 @@ Segments radiotherapy-induced normal tissue injuries (osteoradionecrosis, cerebr
 cerebral radiation necrosis) with a 3D SAM and progressive prompts.
 <ol><li>Select the image; the RTDOSE is picked automatically when SlicerRT imported one.</li>
 <li>Type the task or pick a preset; add patient notes if useful.</li>
-<li>Click <b>Box from dose</b> (default 0.8 x Dmax) and move the ROI if needed, or place your own ROI.</li>
+<li>Click <b>Box from dose</b> (default 0.8 x Dmax) and move the ROI if needed, or place your own ROI.
+With a loose box, <b>Leave slices where the lesion ends empty</b> (experimental, LiteMedSAM, off by default)
+leaves the box's slices beyond the lesion without a mask.</li>
 <li>Click <b>Apply</b>. The first Apply offers to install the Python packages (once) and starts the
 local rtsam server, which loads the model in its own process. Refine with include
 ({SHORTCUTS["include"]}) and exclude ({SHORTCUTS["exclude"]}) points: each point re-runs only the
@@ -72,6 +74,7 @@ class RTInjurySAMParameterNode:
     doseThreshold: Annotated[float, WithinRange(0.05, 1.0)] = 0.8
     marginMm: Annotated[float, WithinRange(0.0, 50.0)] = 5.0
     roi: vtkMRMLMarkupsROINode
+    objectPresence: bool = False  # QCheckBox: leave slices where the lesion ends empty (litemedsam, experimental)
     includePoints: vtkMRMLMarkupsFiducialNode
     excludePoints: vtkMRMLMarkupsFiducialNode
     backend: Annotated[str, Choice(BACKENDS)] = "local"
@@ -122,6 +125,7 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Backe
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.boxFromDoseButton.connect("clicked(bool)", self.onBoxFromDose)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        self.ui.objectPresenceCheckBox.connect("toggled(bool)", self.onPresenceToggled)
         self.ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         self.ui.showLogButton.connect("clicked(bool)", self.onShowLog)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
@@ -228,7 +232,7 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Backe
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
             self.logic.backend = self.backend()
             inputs = self.logic.readInputs(node.inputVolume, node.outputSegmentation, node.task, node.patientText,
-                                           node.roi, node.engine)
+                                           node.roi, node.engine, node.objectPresence)
             clicks = self.logic.readClicks(node.includePoints, node.excludePoints)
             self.runInBackground(lambda progress, cancel: self.logic.start(inputs, clicks, progress, cancel),
                                  self._onPrediction)
@@ -237,13 +241,19 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Backe
         self._showResult(self.logic.apply(result))
         self.onPointsChanged()  # points placed while the model ran
 
-    def onPointsChanged(self, caller=None, event=None):
-        """A point placed, moved or removed, or the ROI moved: decode again on the server (cached embedding)."""
+    def onPresenceToggled(self, checked):
+        """Object presence toggled: predict again like a moved ROI (a toggle during a run is taken after it)."""
+        self.onPointsChanged(objectPresence=checked)
+
+    def onPointsChanged(self, caller=None, event=None, objectPresence=None):
+        """A point placed, moved or removed, the ROI moved or object presence toggled (``objectPresence``,
+        else the parameter node's): decode again on the server (cached embedding)."""
         if self._job is not None or self.logic.interaction is None:
             return
         node = self._parameterNode
+        objectPresence = node.objectPresence if objectPresence is None else objectPresence
         with slicer.util.tryWithErrorDisplay("Could not update the segmentation."):
-            if self.logic.syncPrompt(node.includePoints, node.excludePoints):
+            if self.logic.syncPrompt(node.includePoints, node.excludePoints, objectPresence):
                 self.runInBackground(lambda progress, cancel: self.logic.predict(progress, cancel),
                                      self._onPrediction)
 
@@ -252,7 +262,10 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Backe
             return
         node = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Undo failed.", waitCursor=True):
-            self._showResult(self.logic.undo(node.includePoints, node.excludePoints))
+            result = self.logic.undo(node.includePoints, node.excludePoints)
+            if result is not None:
+                node.objectPresence = result.objectPresence  # the checkbox follows the prompt, like points and ROI
+            self._showResult(result)
 
     def _showResult(self, result):
         if result is None:

@@ -73,6 +73,12 @@ class Session:
         Prompt(box_lps=box).validate_against(self.image)
         self._edit(lambda p: setattr(p, "box_lps", box))
 
+    def set_presence(self, presence: str | None) -> None:
+        """Object presence per slice: "on" leaves slices where the object ended empty, "off" keeps them,
+        None follows the engine's own setting."""
+        Prompt(presence=presence)  # validates
+        self._edit(lambda p: setattr(p, "presence", presence))
+
     def add_click(self, lps, positive: bool = True) -> int:
         """Add a click (LPS mm); returns its index."""
         click = Click(tuple(np.asarray(lps, dtype=float).ravel()), bool(positive))

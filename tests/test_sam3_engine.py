@@ -118,6 +118,8 @@ def test_clear_errors(tiny_dir, tmp_path, engine, crop):
         context.predict(Prompt(task="  "))
     with pytest.raises(InputError, match="not clicks"):
         context.predict(Prompt(task="tumour", clicks=[Click(tuple(crop[0].ijk_to_lps([3, 3, 3])))]))
+    with pytest.raises(InputError, match="the sam3 engine has no object-presence rule"):
+        context.predict(Prompt(task="tumour", presence="on"))
 
 
 def test_itv_per_phase_from_text_and_from_a_mask(engine, crop):

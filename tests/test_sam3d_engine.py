@@ -88,6 +88,8 @@ def test_bad_prompts_and_cancel(ct, engine):
         context.predict(Prompt(clicks=[Click(tuple(centre + [500.0, 0.0, 0.0]))]))
     with pytest.raises(CancelledError):
         context.predict(Prompt(clicks=[Click(tuple(centre))]), cancel=lambda: True)
+    with pytest.raises(InputError, match="the sam3d-tiny engine has no object-presence rule .* set presence 'off'"):
+        context.predict(Prompt(clicks=[Click(tuple(centre))], presence="on"))
     with pytest.raises(InputError, match="unknown sam3d options: colour"):
         load_engine("sam3d-tiny", colour="red")
 

@@ -30,10 +30,15 @@ def test_volume_round_trip_keeps_values_dtype_and_oblique_geometry(rng):
 
 
 def test_prompt_dict_round_trip():
-    prompt = Prompt(task="edema", box_lps=[[0, 0, 0], [5, 6, 7]], clicks=[Click((1, 2, 3), False)], box_fitted=True)
+    prompt = Prompt(task="edema", box_lps=[[0, 0, 0], [5, 6, 7]], clicks=[Click((1, 2, 3), False)], box_fitted=True,
+                    presence="on")
     back = wire.prompt_from_dict(wire.prompt_to_dict(prompt))
-    assert back.task == "edema" and back.clicks == prompt.clicks and back.box_fitted
-    assert not wire.prompt_from_dict(wire.prompt_to_dict(Prompt(box_lps=prompt.box_lps))).box_fitted
+    assert back.task == "edema" and back.clicks == prompt.clicks and back.box_fitted and back.presence == "on"
+    plain = wire.prompt_to_dict(Prompt(box_lps=prompt.box_lps))
+    assert "presence" not in plain  # left to the engine: what servers before the switch accept
+    assert not wire.prompt_from_dict(plain).box_fitted and wire.prompt_from_dict(plain).presence is None
+    with pytest.raises(InputError, match="presence must be 'on', 'off' or None"):
+        wire.prompt_from_dict({**plain, "presence": "yes"})
     assert np.array_equal(back.box_lps, prompt.box_lps)
 
 

@@ -53,6 +53,9 @@ def test_bad_edits(case):
         session.set_box([0, 0, 0, 0, 10, 10])
     with pytest.raises(InputError, match="no click 0"):
         session.remove_click(0)
+    with pytest.raises(InputError, match=r"presence must be 'on', 'off' or None \(the engine's default\), got 'yes'"):
+        session.set_presence("yes")
+    assert not session.can_undo  # a refused edit is no undo step
     lo, hi = image.bounds_lps()
     with pytest.raises(InputError, match="does not overlap"):
         session.set_box(np.stack([hi + 10, hi + 20]))

@@ -175,6 +175,38 @@ def test_inprocess_backend_takes_the_users_weights_per_engine(tmp_path):
         backend.engine("sam3d")
 
 
+def test_object_presence_checkbox_is_sent_and_a_toggle_predicts_again(data):
+    """The module's checkbox (off by default) travels with the prompt to the local server: ticking it leaves
+    the margin slices (10, 13) of a 10 mm box around brain1's first lesion component (slices 11-12) empty;
+    undo unticks it and shows the painted margins again."""
+    from scipy import ndimage
+
+    from rtsam.benchmark_interactive import box_from_label
+    from rtsam.io import read_image
+    from RTSAMCommon.mrml_convert import add_volume_node, segment_mask, set_roi_box
+
+    scene = slicer.vtkMRMLScene()
+    image = read_image(data / "pyradiomics/brain1_image.nrrd")
+    components, _ = ndimage.label(read_image(data / "pyradiomics/brain1_label.nrrd").array > 0)
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    set_roi_box(roi, box_from_label(image.with_array((components == 1).astype(np.uint8)), 10.0))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    logic = RTInjurySAMLogic(scene)
+
+    def painted(result):
+        mask = segment_mask(segmentation, result.segmentId, image).array
+        return [k for k in range(mask.shape[0]) if mask[k].any()]
+
+    off = logic.process(add_volume_node(scene, image, "brain1"), segmentation, roiNode=roi)
+    assert logic.interaction.session.prompt.presence == "off" and not off.objectPresence
+    assert painted(off) == [10, 11, 12, 13]
+    on = logic.updateFromPoints(objectPresence=True)
+    assert logic.interaction.session.prompt.presence == "on" and on.objectPresence and painted(on) == [11, 12]
+    assert logic.updateFromPoints(objectPresence=True) is None  # unchanged: no model call
+    undone = logic.undo()
+    assert not undone.objectPresence and painted(undone) == [10, 11, 12, 13]
+
+
 def test_the_model_ran_in_a_local_server_that_stops(brain):
     """The scenarios above ran with the default (local) backend: a spawned rtsam serve on loopback,
     not this process; stopping leaves no process behind. Keep this test last in the file."""

@@ -34,6 +34,7 @@ class RTInjurySAMResult:
     weights: str
     timingsMs: dict = field(default_factory=dict)
     boxLps: np.ndarray | None = None
+    objectPresence: bool = False  # the prompt's presence was "on" (slices where the lesion ended left empty)
 
     def summaryText(self) -> str:
         quality = "n/a" if self.quality is None else f"{self.quality:.2f}"
@@ -54,6 +55,7 @@ class _Inputs:
     roiNode: object
     box: np.ndarray | None
     engine: str | None
+    objectPresence: bool = False
 
 
 @dataclass
@@ -84,6 +86,11 @@ def _call_if_alive(reference, method: str):
 
 def _click_key(lps, positive: bool) -> tuple:
     return tuple(np.round(np.asarray(lps, float), 3)), bool(positive)
+
+
+def _presence(objectPresence: bool) -> str:
+    """The prompt's presence choice for the module's checkbox: explicit, so a server's default never applies."""
+    return "on" if objectPresence else "off"
 
 
 class RTInjurySAMLogic:
@@ -131,21 +138,24 @@ class RTInjurySAMLogic:
     # --- one-shot -------------------------------------------------------------------
     def process(self, imageNode, segmentationNode, doseNode=None, task=None, patientText=None, roiNode=None,
                 includePoints=None, excludePoints=None, engine=None, threshold=0.8, margin=0.0,
-                progress=None, cancel=None) -> RTInjurySAMResult:
-        """Segment one injury: box from ``roiNode`` (or from ``doseNode``), task text, then clicks."""
+                progress=None, cancel=None, objectPresence=False) -> RTInjurySAMResult:
+        """Segment one injury: box from ``roiNode`` (or from ``doseNode``), task text, then clicks;
+        ``objectPresence``: leave the box's slices where the lesion ended empty (litemedsam)."""
         if roiNode is None and doseNode is not None:
             roiNode = self.boxFromDose(doseNode, threshold, margin, referenceNode=imageNode)
-        self.prepare(imageNode, segmentationNode, task, patientText, roiNode, engine)
+        self.prepare(imageNode, segmentationNode, task, patientText, roiNode, engine, objectPresence)
         self.syncClicks(includePoints, excludePoints)
         return self.apply(self.predict(progress, cancel))
 
     # --- interactive steps ----------------------------------------------------------
-    def prepare(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None, engine=None):
+    def prepare(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None, engine=None,
+                objectPresence=False):
         """Open a session on the image (embeddings are computed by the first predict)."""
-        return self.open(self.readInputs(imageNode, segmentationNode, task, patientText, roiNode, engine))
+        return self.open(self.readInputs(imageNode, segmentationNode, task, patientText, roiNode, engine,
+                                         objectPresence))
 
     def readInputs(self, imageNode, segmentationNode, task=None, patientText=None, roiNode=None,
-                   engine=None) -> _Inputs:
+                   engine=None, objectPresence=False) -> _Inputs:
         """Read the nodes and set up the output segmentation (main thread)."""
         if imageNode is None or segmentationNode is None:
             raise InputError("select an image volume and an output segmentation")
@@ -154,13 +164,15 @@ class RTInjurySAMLogic:
         if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(imageNode)
         segmentationNode.CreateDefaultDisplayNodes()
-        return _Inputs(image, imageNode.GetID(), segmentationNode, task, patientText, roiNode, box, engine)
+        return _Inputs(image, imageNode.GetID(), segmentationNode, task, patientText, roiNode, box, engine,
+                       bool(objectPresence))
 
     def open(self, inputs: _Inputs, progress=None, cancel=None) -> _Interaction:
         """Open the session (uploads the image to the server; no MRML: any thread)."""
         self.reset()
         session = self.backend.open_session(inputs.image, inputs.engine, progress, cancel)
         session.set_task(task_text(inputs.task), inputs.patientText or None)
+        session.set_presence(_presence(inputs.objectPresence))
         if inputs.box is not None:
             session.set_box(inputs.box)
         self.interaction = _Interaction(session, inputs.image, inputs.imageNodeId, inputs.segmentationNode,
@@ -211,12 +223,23 @@ class RTInjurySAMLogic:
         state.roiBox = box
         return True
 
-    def syncPrompt(self, includePoints=None, excludePoints=None) -> bool:
-        """After the user placed, moved or removed a point or moved the ROI: edit the session's prompt
-        (no model call). False when nothing changed, or while undo writes the prompt back."""
+    def syncPresence(self, objectPresence: bool) -> bool:
+        """Follow the object-presence checkbox; True when the session's choice changed (one undo step)."""
+        session = self._require().session
+        if session.prompt.presence == _presence(objectPresence):
+            return False
+        session.set_presence(_presence(objectPresence))
+        return True
+
+    def syncPrompt(self, includePoints=None, excludePoints=None, objectPresence=None) -> bool:
+        """After the user placed, moved or removed a point, moved the ROI or toggled object presence
+        (``objectPresence``, None: leave it): edit the session's prompt (no model call). False when nothing
+        changed, or while undo writes the prompt back."""
         if self.writingPrompt or self.interaction is None:
             return False
         changed = self.syncBox()
+        if objectPresence is not None:
+            changed = self.syncPresence(objectPresence) or changed
         return self.syncClicks(includePoints, excludePoints) or changed
 
     def predict(self, progress=None, cancel=None):
@@ -236,11 +259,12 @@ class RTInjurySAMLogic:
         return RTInjurySAMResult(
             segmentId=state.segmentId, quality=result.quality, lowQuality=is_low_quality(result.quality),
             volumeMl=summary["volume_ml"], engine=result.engine, weights=result.weights,
-            timingsMs=dict(result.timings_ms), boxLps=prompt.box_lps)
+            timingsMs=dict(result.timings_ms), boxLps=prompt.box_lps, objectPresence=prompt.presence == "on")
 
-    def updateFromPoints(self, includePoints=None, excludePoints=None) -> RTInjurySAMResult | None:
-        """After a click is placed or moved: decode with the cached embedding and update the segment."""
-        if not self.syncPrompt(includePoints, excludePoints):
+    def updateFromPoints(self, includePoints=None, excludePoints=None, objectPresence=None) -> RTInjurySAMResult | None:
+        """After a click is placed or moved (or object presence toggled): decode with the cached embedding
+        and update the segment."""
+        if not self.syncPrompt(includePoints, excludePoints, objectPresence):
             return None
         return self.apply(self.predict())
 

@@ -22,6 +22,7 @@ from ..errors import CancelledError, InputError
 from ..volume import Volume
 
 LOW_QUALITY = 0.5  # results whose quality is below this are flagged "low quality, review"
+PRESENCE_CHOICES = ("on", "off")  # a prompt's object-presence choice; None: the engine's own setting
 
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short message."""
@@ -48,10 +49,13 @@ class Prompt:
     box_lps: np.ndarray | None = None  # [[x0, y0, z0], [x1, y1, z1]] LPS mm, min then max corner
     clicks: list[Click] = field(default_factory=list)
     box_fitted: bool = False  # the box hugs a known segmentation (plus a small margin): do not shrink it
+    presence: str | None = None  # "on": leave slices where the object ended empty; "off"; None: engine default
 
     def __post_init__(self):
         if self.box_lps is not None:
             self.box_lps = validate_box(self.box_lps)
+        if self.presence is not None and self.presence not in PRESENCE_CHOICES:
+            raise InputError(f"presence must be 'on', 'off' or None (the engine's default), got {self.presence!r}")
 
     def box_key(self) -> tuple | None:
         """The box as a hashable key (0.1 µm rounding), for engines that reuse work while it is unchanged."""
@@ -192,6 +196,21 @@ class Engine(ABC):
 
     def segment(self, image: Volume, prompt: Prompt, **kwargs) -> SegmentationResult:
         return self.open(image).predict(prompt, **kwargs)
+
+
+def default_presence(engine: Engine) -> str | None:
+    """The engine's own object-presence setting, "on" or "off"; None for an engine without a presence
+    rule (an engine with one, litemedsam, holds it as ``presence``)."""
+    if not hasattr(engine, "presence"):
+        return None
+    return "off" if engine.presence is None else "on"
+
+
+def check_presence(prompt: Prompt, engine: Engine) -> None:
+    """Refuse presence "on" for an engine without a presence rule ("off" and None ask for nothing)."""
+    if prompt.presence == "on" and default_presence(engine) is None:
+        raise InputError(f"the {engine.name} engine has no object-presence rule (litemedsam has one): "
+                         "set presence 'off' or leave it unset")
 
 
 def is_low_quality(quality: float | None) -> bool:

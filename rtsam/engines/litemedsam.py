@@ -233,10 +233,12 @@ def exclude_point(box: np.ndarray, x: float, y: float, prior_mask: np.ndarray | 
     return max(candidates, key=lambda c: np.count_nonzero((cols >= c[0]) & (cols <= c[2]) & (rows >= c[1]) & (rows <= c[3])))
 
 
-def _kept_slices(previous: SegmentationResult | None, prompt: Prompt) -> dict:
-    """The previous result's per-slice (logits, box, IoU, clicks) when the user box is unchanged."""
+def _kept_slices(previous: SegmentationResult | None, prompt: Prompt, presence: PresenceRule | None) -> dict:
+    """The previous result's per-slice (logits, box, IoU, clicks) when the user box and the presence rule
+    are unchanged (a slice judged under another rule is decoded again)."""
     state = previous.state if previous is not None and isinstance(previous.state, dict) else {}
-    return state.get("slices", {}) if state.get("box_lps") == prompt.box_key() else {}
+    same = state.get("box_lps") == prompt.box_key() and state.get("presence") == presence
+    return state.get("slices", {}) if same else {}
 
 
 class LiteMedSAMContext(SliceWiseContext):
@@ -286,33 +288,37 @@ class LiteMedSAMContext(SliceWiseContext):
         """The prompt's result. CT: in the engine's fixed window, the one kept from ``previous`` (same
         box), or (auto) predicted under each of CT_WINDOWS, keeping the result of higher quality. That
         choice is made without the presence rule, which then runs in the chosen window: cutting a
-        window's doubtful slices raises its quality, and chose the worse window on the demo's 4DCT."""
+        window's doubtful slices raises its quality, and chose the worse window on the demo's 4DCT.
+        The rule is the prompt's presence choice ("on": PRESENCE_RULE, "off": none), else the engine's."""
         prompt.validate_against(self.image)
-        kept = _kept_slices(previous, prompt)
-        rule = self.engine.presence
+        rule = {None: self.engine.presence, "on": PRESENCE_RULE, "off": None}[prompt.presence]
+        kept = _kept_slices(previous, prompt, rule)
         if self.modality != "CT":
-            return self.predict_in_window(prompt, previous, kept, None, progress, cancel, rule)
-        if self.engine.ct_window != "auto":
+            result = self.predict_in_window(prompt, previous, kept, None, progress, cancel, rule)
+        elif self.engine.ct_window != "auto":
             self.use_window(self.engine.ct_window)
-            return self.predict_in_window(prompt, previous, kept, {"name": self.engine.ct_window}, progress, cancel,
-                                          rule)
-        if kept and previous.state.get("window"):
+            result = self.predict_in_window(prompt, previous, kept, {"name": self.engine.ct_window}, progress, cancel,
+                                            rule)
+        elif kept and previous.state.get("window"):
             self.use_window(previous.state["window"]["name"])
-            return self.predict_in_window(prompt, previous, kept, previous.state["window"], progress, cancel, rule)
-        passes = len(CT_WINDOWS) + (rule is not None)
-        results = {}
-        for n, name in enumerate(CT_WINDOWS):
+            result = self.predict_in_window(prompt, previous, kept, previous.state["window"], progress, cancel, rule)
+        else:
+            passes = len(CT_WINDOWS) + (rule is not None)
+            results = {}
+            for n, name in enumerate(CT_WINDOWS):
+                self.use_window(name)
+                results[name] = self.predict_in_window(prompt, previous, kept, None, _part(progress, n, passes),
+                                                       cancel, None)
+            name = max(results, key=lambda w: results[w].quality)
             self.use_window(name)
-            results[name] = self.predict_in_window(prompt, previous, kept, None, _part(progress, n, passes), cancel,
-                                                   None)
-        name = max(results, key=lambda w: results[w].quality)
-        self.use_window(name)
-        window = {"name": name, "quality": {w: round(r.quality, 4) for w, r in results.items()}}
-        if rule is None:
-            results[name].state["window"] = window
-            return results[name]
-        return self.predict_in_window(prompt, previous, kept, window, _part(progress, passes - 1, passes), cancel,
-                                      rule)
+            window = {"name": name, "quality": {w: round(r.quality, 4) for w, r in results.items()}}
+            result = results[name]
+            result.state["window"] = window
+            if rule is not None:
+                result = self.predict_in_window(prompt, previous, kept, window, _part(progress, passes - 1, passes),
+                                                cancel, rule)
+        result.state["presence"] = rule
+        return result
 
     def predict_in_window(self, prompt: Prompt, previous: SegmentationResult | None, kept: dict,
                           windows: dict | None, progress, cancel, presence: PresenceRule | None) -> SegmentationResult:

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..volume import Volume
-from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
+from .base import Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, check_presence, timed
 from .batching import prefetch
 from .litemedsam_prep import box_voxel_extent, detect_modality, intensity_window, outside_box_cleared, slice_extent
 from .sam3_model import (box_input, image_features, kept_logits, load_sam3, pixel_values, probability, split_features,
@@ -114,6 +114,7 @@ class SAM3Context(SliceWiseContext):
             raise InputError("the sam3 engine is prompted by text: give a task (e.g. --task tumour)")
         if prompt.clicks:
             raise InputError("the sam3 engine takes a task text and a box, not clicks (SAM 3 has no point prompt)")
+        check_presence(prompt, self.engine)
         prompt.validate_against(self.image)
         k0, k1, box = slice_range(self.image, prompt.box_lps)
         timings: dict[str, float] = {}

@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 
 from .. import __version__
 from ..devices import device_info
-from ..engines.base import Engine, SegmentationResult, is_low_quality
+from ..engines.base import Engine, SegmentationResult, default_presence, is_low_quality
 from ..errors import CancelledError, RTSAMError
 from . import API_VERSION, TICKET_HEADER, wire
 from .admission import Scheduler, ServiceTimes
@@ -166,6 +166,7 @@ def _add_routes(app: FastAPI) -> None:
         state = request.app.state
         return InfoOut(rtsam=__version__, api=API_VERSION, engine=state.engine.name,
                        weights=state.engine.weights_label, **device_info(state.engine.device),
+                       presence=default_presence(state.engine),
                        auth_required=state.keys.required, jobs=["itv"],
                        limits={**state.store.stats(), "max_upload_mb": state.config.max_upload_mb,
                                "max_image_mb": state.config.max_image_mb, "deadline_s": state.config.deadline_s,

@@ -1,4 +1,4 @@
-"""Routes mirroring ``rtsam.session.Session``: task, box, clicks, undo/redo, segment.
+"""Routes mirroring ``rtsam.session.Session``: task, box, presence, clicks, undo/redo, segment.
 
 The server keeps the prompt history, so a thin client (``rtsam.client.RemoteSession``) sends
 one small JSON request per user action and gets the mask back from ``segment``.
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ..errors import InputError
 from .app import FRAME_RESPONSE, Admission, admission, owner, run_exclusive
-from .schemas import BoxIn, ClickIn, PromptIn, PromptState, SegmentIn, TaskIn
+from .schemas import BoxIn, ClickIn, PresenceIn, PromptIn, PromptState, SegmentIn, TaskIn
 
 router = APIRouter(tags=["interactive session"])
 
@@ -42,6 +42,12 @@ def set_task(session_id: str, body: TaskIn, request: Request, who: str = Depends
 @router.put("/sessions/{session_id}/box", response_model=PromptState)
 def set_box(session_id: str, body: BoxIn, request: Request, who: str = Depends(owner)) -> PromptState:
     return _edit(request, session_id, who, lambda s: s.set_box(body.box_lps))
+
+
+@router.put("/sessions/{session_id}/presence", response_model=PromptState)
+def set_presence(session_id: str, body: PresenceIn, request: Request, who: str = Depends(owner)) -> PromptState:
+    """Object presence per slice for the next segment (one undo step); null: the engine's default."""
+    return _edit(request, session_id, who, lambda s: s.set_presence(body.presence))
 
 
 @router.post("/sessions/{session_id}/clicks", response_model=PromptState)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,9 @@ from .wire import prompt_from_dict, prompt_to_dict
 
 Point = Annotated[list[float], Field(min_length=3, max_length=3, description="LPS millimetres")]
 Text = Annotated[str, Field(max_length=2000)]
+Presence = Annotated[Literal["on", "off"] | None, Field(
+    description="object presence per slice: on leaves slices where the object ended empty, off keeps them; "
+                "null: the engine's default (GET /v1/info presence)")]
 
 
 class Strict(BaseModel):
@@ -29,6 +32,7 @@ class PromptIn(Strict):
         None, description="[[x0, y0, z0], [x1, y1, z1]] LPS mm")
     box_fitted: bool = Field(False, description="the box hugs a known segmentation: engines do not shrink it")
     clicks: Annotated[list[ClickIn], Field(max_length=1000)] = []
+    presence: Presence = None
 
     def to_prompt(self) -> Prompt:
         return prompt_from_dict(self.model_dump())
@@ -57,6 +61,10 @@ class BoxIn(Strict):
     box_lps: Annotated[list[Point], Field(min_length=2, max_length=2)] | None = None
 
 
+class PresenceIn(Strict):
+    presence: Presence
+
+
 class VersionOut(BaseModel):
     server: str = "rtsam"
     rtsam: str
@@ -68,6 +76,7 @@ class InfoOut(VersionOut):
     weights: str
     device: str
     gpu: str | None = None  # the GPU's name when the engine runs on CUDA
+    presence: Literal["on", "off"] | None = None  # the engine's default object presence; None: it has no such rule
     auth_required: bool
     limits: dict
     jobs: list[str]

@@ -64,15 +64,17 @@ def volume_from_geometry(array: np.ndarray, geometry: dict) -> Volume:
 
 
 def prompt_to_dict(prompt: Prompt) -> dict:
-    """The JSON form of a prompt (the ``PromptIn`` schema)."""
+    """The JSON form of a prompt (the ``PromptIn`` schema); presence only when set, so servers that
+    predate it still take prompts that leave it to the engine."""
     box = None if prompt.box_lps is None else np.asarray(prompt.box_lps, dtype=float).tolist()
     return {"task": prompt.task, "patient": prompt.patient, "box_lps": box, "box_fitted": prompt.box_fitted,
-            "clicks": [{"lps": list(c.lps), "positive": c.positive} for c in prompt.clicks]}
+            "clicks": [{"lps": list(c.lps), "positive": c.positive} for c in prompt.clicks],
+            **({} if prompt.presence is None else {"presence": prompt.presence})}
 
 
 def prompt_from_dict(data: dict) -> Prompt:
     return Prompt(task=data.get("task"), patient=data.get("patient"), box_lps=data.get("box_lps"),
-                  box_fitted=bool(data.get("box_fitted", False)),
+                  box_fitted=bool(data.get("box_fitted", False)), presence=data.get("presence"),
                   clicks=[Click(tuple(c["lps"]), bool(c.get("positive", True))) for c in data.get("clicks", [])])
 
 

@@ -28,7 +28,8 @@ import torch
 
 from ...errors import InputError
 from ...volume import Volume
-from ..base import Engine, EngineContext, ProgressCallback, Prompt, SegmentationResult, check_cancel, timed
+from ..base import (Engine, EngineContext, ProgressCallback, Prompt, SegmentationResult, check_cancel,
+                    check_presence, timed)
 from ..registry import weights_label
 from .checkpoint import load_state_dict, read_checkpoint, text_dim_of
 from .config import Sam3DConfig
@@ -143,6 +144,7 @@ class SAM3DContext(EngineContext):
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> SegmentationResult:
+        check_presence(prompt, self.engine)
         prompt.validate_against(self.image)
         if prompt.box_lps is None and not prompt.clicks:
             raise InputError("sam3d needs a box or at least one click to place its crop", self.image.metadata.get("path"))
