@@ -116,3 +116,68 @@ def test_itv_tab_refuses_a_single_phase_file(web_app, data):
     web_app.state.itv_phases_path = str(data / "pyradiomics/brain1_image.nrrd")
     with pytest.raises(InputError, match="one file is one phase"):
         web_app.itv_tab.load()
+
+
+@pytest.fixture
+def engine_app(web_app):
+    """The viewer on a model: a local rtsam server (the engine cannot load in this process once VTK is in),
+    its state flushing like a served app's (so its @state.change handlers run)."""
+    from RTSAMCommon.backends import LocalBackend
+
+    backend = LocalBackend(device="cpu")
+    web_app.backend = web_app.segment_tab.logic.backend = backend
+    web_app.state.ready()
+    yield web_app
+    web_app.backend = web_app.segment_tab.logic.backend = None
+    backend.server().stop()
+
+
+def test_presence_checkbox_predicts_again_and_undo_unticks_it(engine_app, data):
+    """The checkbox (off by default) goes with Segment; ticking it with the session open decodes again and
+    leaves the margin slices (10, 13) of a 10 mm box around brain1's first lesion component (slices 11-12)
+    empty; undo unticks it and brings back the painted margins, and unticking from undo decodes nothing."""
+    import asyncio
+
+    import numpy as np
+    from RTSAMCommon.mrml_convert import segment_mask, set_roi_box
+    from scipy import ndimage
+
+    from rtsam.benchmark_interactive import box_from_label
+    from rtsam.io import read_image
+
+    app, tab = engine_app, engine_app.segment_tab
+    app.state.update(case_path=str(data / "pyradiomics/brain1_image.nrrd"), mask_paths="")
+    app.load_case()
+    image = read_image(data / "pyradiomics/brain1_image.nrrd")
+    components, _ = ndimage.label(read_image(data / "pyradiomics/brain1_label.nrrd").array > 0)
+    set_roi_box(tab.roi, box_from_label(image.with_array((components == 1).astype(np.uint8)), 10.0))
+    tab.roi.SetDisplayVisibility(True)
+
+    def painted() -> list[int]:
+        assert app.state.error == ""
+        mask = segment_mask(tab.segmentation, tab.logic.interaction.segmentId, image).array
+        assert app.state.segment["voxels"] == mask.sum()
+        return [k for k in range(mask.shape[0]) if mask[k].any()]
+
+    async def settled():
+        while tasks := asyncio.all_tasks() - {asyncio.current_task()}:
+            await asyncio.gather(*tasks)
+
+    async def scenario():
+        assert app.state.seg_presence is False
+        app.run_guarded(tab.segment)
+        await settled()
+        assert tab.logic.interaction.session.prompt.presence == "off" and painted() == [10, 11, 12, 13]
+        loose_voxels, steps = app.state.segment["voxels"], tab.logic.interaction.session.history
+        app.state.seg_presence = True  # what a click on the checkbox does
+        app.state.flush()
+        await settled()
+        assert tab.logic.interaction.session.prompt.presence == "on" and painted() == [11, 12]
+        assert app.state.segment["voxels"] < loose_voxels
+        app.run_guarded(tab.undo)
+        await settled()
+        assert app.state.seg_presence is False and tab.logic.interaction.session.prompt.presence == "off"
+        assert painted() == [10, 11, 12, 13] and app.state.segment["voxels"] == loose_voxels
+        assert tab.logic.interaction.session.history == (steps[0], 1)  # redo kept: the write-back edited nothing
+
+    asyncio.run(scenario())

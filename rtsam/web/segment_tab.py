@@ -1,8 +1,8 @@
 """The Segment tab: RTInjurySAMLogic (the Slicer module's own logic) driven from trame state.
 
 Box from the RTDOSE or from a reference segment, include/exclude clicks placed in the slice
-views (markups place mode), decode on every click, undo, export. The model runs in a worker
-thread; MRML is only touched on the UI loop.
+views (markups place mode), decode on every click or object-presence toggle, undo, export. The
+model runs in a worker thread; MRML is only touched on the UI loop.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ class SegmentTab:
         self.logic = RTInjurySAMLogic(app.scene, app.backend)
         self.segmentation = self.roi = self.include = self.exclude = None
         self.state.update(seg_task="cerebral radiation necrosis", seg_patient="", seg_threshold=0.8, seg_margin=5.0,
-                          seg_box_text="no box", click_mode="none", segment=None,
+                          seg_box_text="no box", seg_presence=False, click_mode="none", segment=None,
                           export_path="", export_format="nrrd")
         self.state.change("click_mode")(self.on_click_mode)
+        self.state.change("seg_presence")(self.on_presence)
 
     # --- case -----------------------------------------------------------------------
     def reset(self) -> None:
@@ -95,7 +96,8 @@ class SegmentTab:
         roi = self.roi if self.roi.GetDisplayVisibility() else None
         self.app.set_status("loading the engine")
         await self.app.engine_ready()
-        self.logic.prepare(case.image_node, self.segmentation, self.state.seg_task, self.state.seg_patient, roi)
+        self.logic.prepare(case.image_node, self.segmentation, self.state.seg_task, self.state.seg_patient, roi,
+                           objectPresence=bool(self.state.seg_presence))
         self.logic.syncClicks(self.include, self.exclude)
         await self._predict_and_show("embedding and decoding")
 
@@ -108,6 +110,16 @@ class SegmentTab:
         if self.logic.syncClicks(self.include, self.exclude) or changed:
             await self._predict_and_show("decoding")
 
+    def on_presence(self, seg_presence, **_) -> None:
+        """Object presence toggled: predict again when a session is open (else the next Segment takes it)."""
+        if self.logic.interaction is not None:
+            self.app.schedule(self._sync_presence(bool(seg_presence)))
+
+    async def _sync_presence(self, presence: bool) -> None:
+        # no-op when the session already has it (the toggle that undo writes back)
+        if self.logic.interaction is not None and self.logic.syncPresence(presence):
+            await self._predict_and_show("decoding")
+
     async def _predict_and_show(self, what: str) -> None:
         progress = Progress()
         result = await run_in_worker(lambda: self.logic.predict(progress, progress.cancel), progress,
@@ -118,6 +130,7 @@ class SegmentTab:
         result = self.logic.undo(self.include, self.exclude)
         if result is None:
             raise InputError("nothing to undo")
+        self.state.seg_presence = result.objectPresence  # the checkbox follows the prompt, like the points
         self._publish(result)
 
     def on_click_mode(self, click_mode, **_) -> None:

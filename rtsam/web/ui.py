@@ -82,6 +82,9 @@ def _segment_panel(v, html):
         v.VBtn("Box from segment", click="trigger('box_from_reference')", disabled=("!seg_reference || busy",),
                block=True, id="box-reference")
         html.Div("box: {{ seg_box_text }}", classes="text-caption my-1", id="box-text")
+        v.VCheckbox(v_model=("seg_presence",), label="Leave slices where the lesion ends empty (experimental)",
+                    hint="LiteMedSAM: no mask on a loose box's slices past the lesion; off by default, it cost "
+                         "some boxes Dice", persistent_hint=True, density="compact", id="presence")
         v.VBtn("Segment", click="trigger('segment')", color="primary", block=True, disabled=("!case_info || busy",),
                id="segment")
         html.Div("clicks in the slice views:", classes="text-caption mt-2")
