@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,9 @@ def cache_embeddings_on_disk(folder: Path) -> None:
         if path.exists():
             return self._cache.get((self.window_name, k), lambda: torch.load(path))
         value = original(self, k, timings)
-        torch.save(value, path)
+        partial = path.with_suffix(f".{os.getpid()}.part")  # concurrent runs never read a half-written file
+        torch.save(value, partial)
+        partial.replace(path)
         return value
 
     LiteMedSAMContext.embedding = embedding

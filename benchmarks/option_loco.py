@@ -4,10 +4,12 @@ and the check cases (the demo 4DCT and the inserted nodules: no fold is chosen o
 
     PYTHONPATH=.:benchmarks python benchmarks/option_loco.py erase_central none 0.5 0.75 0.9
     PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py end_click_area none 1 0.5 --presence on
 
 The first value is the baseline. Per held-out lesion, the value chosen on the other three: the highest
 mean Dice at 3 clicks among the values that cost no case and box of theirs more than 0.02 against the
-baseline (ties: the baseline). Writes benchmarks/results/option_loco_<option>.json.
+baseline (ties: the baseline). ``--presence on``: with the engine's PRESENCE_RULE. Writes
+benchmarks/results/option_loco_<option>[_presence].json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from loco_cases import CASES, all_cases, check_cases, nodule_check_cases, parsed_with_cache
 from rtsam.benchmark_interactive import box_variants, run_interactive
+from rtsam.engines.litemedsam import PRESENCE_RULE
 from rtsam.engines.registry import load_engine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,9 +33,9 @@ def value_of(text: str):
     return None if text.lower() == "none" else json.loads(text)
 
 
-def protocol(option: str, value, cases: dict) -> dict:
-    """{(case, box): run summary} with the engine's ``option`` at ``value``."""
-    engine = load_engine("litemedsam", device="cpu", **{option: value})
+def protocol(option: str, value, cases: dict, presence) -> dict:
+    """{(case, box): run summary} with the engine's ``option`` at ``value`` (and ``presence``)."""
+    engine = load_engine("litemedsam", device="cpu", presence=presence, **{option: value})
     runs = {}
     for name, case in cases.items():
         for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
@@ -64,9 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("option", help="a LiteMedSAMEngine keyword argument")
     parser.add_argument("values", nargs="+", help="JSON values (or none), the baseline first")
+    parser.add_argument("--presence", choices=("off", "on"), default="off", help="on: the engine's PRESENCE_RULE")
     args = parsed_with_cache(parser)
     cases = {**all_cases(), **check_cases(), **nodule_check_cases()}
-    results = [(value, protocol(args.option, value, cases)) for value in map(value_of, args.values)]
+    presence = PRESENCE_RULE if args.presence == "on" else None
+    results = [(value, protocol(args.option, value, cases, presence)) for value in map(value_of, args.values)]
     folds = {held: choose(results, [g for g in CASES if g != held]) for held in CASES}
     folds["all"] = choose(results, list(CASES))
     by_value = {json.dumps(v): runs for v, runs in results}
@@ -74,8 +79,10 @@ def main() -> None:
               "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"],
               "by_value": {value: runs[(name, box)]["dice"] for value, runs in by_value.items()}}
              for (name, box), run in results[0][1].items()]
-    report = {"option": args.option, "values": [v for v, _ in results], "folds": folds, "runs": table}
-    (RESULTS / f"option_loco_{args.option}.json").write_text(json.dumps(report, indent=1))
+    report = {"option": args.option, "presence": args.presence, "values": [v for v, _ in results], "folds": folds,
+              "runs": table}
+    suffix = "_presence" if presence else ""
+    (RESULTS / f"option_loco_{args.option}{suffix}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(folds))
     for row in table:
         print(f"{row['case']:13} {row['box']:22} {row['baseline']} -> {row['held_out']}")

@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
+from rtsam.engines.litemedsam import END_CLICK_AREA, ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
 from rtsam.engines.litemedsam_prep import Letterbox, central_blobs_erased, detect_modality, unhonoured_clicks_painted
 from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
@@ -315,3 +315,37 @@ def test_quality_flags_a_failed_box(brain, engine):
     assert dice(tight.mask, label) < 0.4 and dice(loose.mask, label) > 0.8
     assert tight.quality < loose.quality - 0.1
     assert tight.summary()["low_quality"]
+
+
+def test_a_positive_click_on_the_emptied_end_slice_does_not_fill_the_neighbours_box(data, engine):
+    """breast1 with a 5 mm box and presence on: the box fills end slice 8 (21 pixels of truth), the first
+    simulated click (negative) leaves 7 pixels there, and the third, positive, lands on it again. Decoded in
+    the box grown from its neighbour, it fills that box (131 pixels); in a box of END_CLICK_AREA x the
+    neighbour's mask around the click, its mask stands out more from its ring and is kept. No other slice moves."""
+    image = read_image(data / "pyradiomics/breast1_image.nrrd")
+    label = read_image(data / "pyradiomics/breast1_label.nrrd")
+    truth = label.array > 0
+    box = box_from_label(label, 5.0)
+    context = engine.open(image)
+    previous, clicks = context.predict(Prompt(box_lps=box, presence="on")), []
+    for _ in range(2):
+        clicks.append(next_clicks(previous.mask.array > 0, truth, n=1, spacing=image.spacing)[0])
+        previous = context.predict(Prompt(box_lps=box, clicks=[c.to_click(image) for c in clicks], presence="on"),
+                                   previous)
+    clicks.append(next_clicks(previous.mask.array > 0, truth, n=1, spacing=image.spacing)[0])
+    k, row, col = clicks[-1].index_kji
+    assert clicks[-1].positive and k == 8 and 0 < previous.mask.array[8].sum() < 0.2 * previous.mask.array[9].sum()
+    prompt = Prompt(box_lps=box, clicks=[c.to_click(image) for c in clicks], presence="on")
+    limited = context.predict(prompt, previous).mask.array
+    engine.end_click_area = None
+    try:
+        filled = context.predict(prompt, previous).mask.array
+    finally:
+        engine.end_click_area = END_CLICK_AREA
+    neighbour = previous.mask.array[9].sum()
+    assert filled[8].sum() > neighbour and limited[8, row, col]
+    assert limited[8].sum() <= END_CLICK_AREA * neighbour
+    overlap = [2 * (m[8] & truth[8]).sum() / (m[8].sum() + truth[8].sum()) for m in (limited > 0, filled > 0)]
+    assert overlap[0] > overlap[1] + 0.2  # slice Dice
+    others = [z for z in range(truth.shape[0]) if z != 8]
+    assert np.array_equal(limited[others], filled[others])
