@@ -20,6 +20,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 import RTInjurySAMLib
+from rtsam.engines.registry import has_presence_rule
 from RTSAMCommon.slicer_app import BackendPanelMixin, ensureDependencies, stopLocalServersOnQuit
 
 ENGINES = ["litemedsam", "sam3d", "sam3d-tiny", "sam3"]  # rtsam's registry (a test checks they agree)
@@ -185,6 +186,7 @@ class RTInjurySAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Backe
         busy = self._job is not None
         self.ui.applyButton.enabled = bool(node and node.inputVolume and node.outputSegmentation) and not busy
         self.ui.boxFromDoseButton.enabled = bool(node and node.doseVolume) and not busy
+        self.ui.objectPresenceCheckBox.enabled = bool(node) and has_presence_rule(node.engine)
         self.ui.includePlaceWidget.setCurrentNode(node.includePoints if node else None)
         self.ui.excludePlaceWidget.setCurrentNode(node.excludePoints if node else None)
         for points in (node.includePoints, node.excludePoints) if node else ():

@@ -81,3 +81,17 @@ def test_a_bad_presence_is_refused_with_a_clear_message(server, case):
         prompt = http.get(f"/v1/sessions/{sid}/prompt").json()
         assert prompt["prompt"]["presence"] is None and not prompt["can_undo"]  # nothing changed
         http.delete(f"/v1/sessions/{sid}")
+
+
+def test_the_registry_flags_exactly_the_engines_whose_class_takes_a_presence_rule():
+    """``has_presence_rule`` (which RTInjurySAM's checkbox follows) agrees with the engine classes."""
+    import importlib
+    import inspect
+
+    from rtsam.engines.registry import DEFAULT_ENGINE, has_presence_rule, registry
+
+    for name, entry in registry().items():
+        module, _, cls = entry["class"].partition(":")
+        takes_rule = "presence" in inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+        assert has_presence_rule(name) == takes_rule, name
+    assert has_presence_rule(None) == has_presence_rule(DEFAULT_ENGINE) and not has_presence_rule("nonexistent")

@@ -207,6 +207,24 @@ def test_object_presence_checkbox_is_sent_and_a_toggle_predicts_again(data):
     assert not undone.objectPresence and painted(undone) == [10, 11, 12, 13]
 
 
+def test_a_presence_box_left_ticked_is_ignored_by_an_engine_without_the_rule(data):
+    """Ticked under LiteMedSAM, then sam3d-tiny chosen (the widget greys the box out): the prompt says "off",
+    which that engine takes, rather than "on", which it refuses."""
+    from RTSAMCommon.mrml_convert import add_volume_node, set_roi_box
+
+    from rtsam.io import read_image
+
+    scene = slicer.vtkMRMLScene()
+    image = read_image(data / "pyradiomics/brain1_image.nrrd")
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    set_roi_box(roi, image.ijk_to_lps(np.array([[40, 40, 5], [90, 90, 15]])))
+    logic = RTInjurySAMLogic(scene, make_backend("inprocess", device="cpu"))
+    result = logic.process(add_volume_node(scene, image, "brain1"), scene.AddNewNodeByClass("vtkMRMLSegmentationNode"),
+                           roiNode=roi, engine="sam3d-tiny", objectPresence=True)
+    assert logic.interaction.session.prompt.presence == "off" and not result.objectPresence
+    assert result.engine == "sam3d-tiny" and logic.updateFromPoints(objectPresence=True) is None
+
+
 def test_the_model_ran_in_a_local_server_that_stops(brain):
     """The scenarios above ran with the default (local) backend: a spawned rtsam serve on loopback,
     not this process; stopping leaves no process behind. Keep this test last in the file."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import slicer
 
+from rtsam.engines.registry import has_presence_rule
 from rtsam.errors import InputError
 from rtsam.volume import Volume
 
@@ -71,6 +72,12 @@ class _Interaction:
     roiNode: object = None
     segmentId: str | None = None
     roiBox: np.ndarray | None = None
+    presenceRule: bool = True  # the engine has an object-presence rule (else the checkbox is ignored)
+
+    def presence(self, objectPresence: bool) -> str:
+        """The prompt's presence choice for the module's checkbox: explicit, so a server's default never
+        applies; "off" for an engine without the rule (a checkbox left ticked from another engine)."""
+        return "on" if objectPresence and self.presenceRule else "off"
 
 
 def _call_if_alive(reference, method: str):
@@ -86,11 +93,6 @@ def _call_if_alive(reference, method: str):
 
 def _click_key(lps, positive: bool) -> tuple:
     return tuple(np.round(np.asarray(lps, float), 3)), bool(positive)
-
-
-def _presence(objectPresence: bool) -> str:
-    """The prompt's presence choice for the module's checkbox: explicit, so a server's default never applies."""
-    return "on" if objectPresence else "off"
 
 
 class RTInjurySAMLogic:
@@ -172,12 +174,13 @@ class RTInjurySAMLogic:
         self.reset()
         session = self.backend.open_session(inputs.image, inputs.engine, progress, cancel)
         session.set_task(task_text(inputs.task), inputs.patientText or None)
-        session.set_presence(_presence(inputs.objectPresence))
+        interaction = _Interaction(session, inputs.image, inputs.imageNodeId, inputs.segmentationNode, inputs.task,
+                                   inputs.roiNode, roiBox=inputs.box, presenceRule=has_presence_rule(inputs.engine))
+        session.set_presence(interaction.presence(inputs.objectPresence))
         if inputs.box is not None:
             session.set_box(inputs.box)
-        self.interaction = _Interaction(session, inputs.image, inputs.imageNodeId, inputs.segmentationNode,
-                                        inputs.task, inputs.roiNode, roiBox=inputs.box)
-        return self.interaction
+        self.interaction = interaction
+        return interaction
 
     def start(self, inputs: _Inputs, clicks: list, progress=None, cancel=None):
         """Open the session, set the clicks and predict: the worker-thread part of Apply."""
@@ -225,10 +228,10 @@ class RTInjurySAMLogic:
 
     def syncPresence(self, objectPresence: bool) -> bool:
         """Follow the object-presence checkbox; True when the session's choice changed (one undo step)."""
-        session = self._require().session
-        if session.prompt.presence == _presence(objectPresence):
+        state = self._require()
+        if state.session.prompt.presence == state.presence(objectPresence):
             return False
-        session.set_presence(_presence(objectPresence))
+        state.session.set_presence(state.presence(objectPresence))
         return True
 
     def syncPrompt(self, includePoints=None, excludePoints=None, objectPresence=None) -> bool:

@@ -25,6 +25,11 @@ def engine_names() -> list[str]:
     return sorted(registry())
 
 
+def has_presence_rule(name: str | None) -> bool:
+    """Whether engine ``name`` (None: the default) has an object-presence rule (a prompt may ask "on")."""
+    return bool(registry().get(name or DEFAULT_ENGINE, {}).get("presence"))
+
+
 def resolve_weights(spec: str | None) -> Path | None:
     """``package:pkg/relative/path`` -> installed file; anything else is a file path."""
     if spec is None:
