@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .devices import device_info
-from .engines.base import Engine, is_low_quality
+from .engines.base import Engine, default_presence, is_low_quality
 from .engines.litemedsam_prep import box_voxel_extent
 from .errors import GeometryError, InputError
 from .metrics import dice, hd95_mm, volume_ml
@@ -78,8 +78,8 @@ def run_interactive(image: Volume, label: Volume, engine: Engine, clicks: int = 
         if keep_masks:
             step["mask"] = mask
     dices = [s["dice"] for s in steps]
-    return {"engine": engine.name, "weights": engine.weights_label, **device_info(engine.device),
-            "box_lps": session.prompt.box_lps,
+    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
+            **device_info(engine.device), "box_lps": session.prompt.box_lps,
             "steps": steps, "margin_slices": margin_slices,
             **{f"noc{round(level * 100)}": noc(dices, level, clicks) for level in NOC_LEVELS}}
 
@@ -139,5 +139,5 @@ def run_case(image: Volume, label: Volume, engine: Engine, clicks: int = 10, mar
             progress(name)
         run = run_interactive(image, label, engine, clicks=clicks, box_lps=box, context=context)
         runs.append({"box": name, **{k: run[k] for k in ("box_lps", "steps", "margin_slices", "noc85", "noc90")}})
-    return {"engine": engine.name, "weights": engine.weights_label,
+    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
             "truth_ml": round(volume_ml(label.with_array((label.array > 0).astype(np.uint8))), 3), "runs": runs}

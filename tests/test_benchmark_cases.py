@@ -73,6 +73,7 @@ def test_benchmark_over_a_case_folder_writes_json_table_and_plot(breast, tmp_pat
     assert code == 0 and "noc90" in table and "margin 10 mm" in table and "jitter 3 mm" in table
     report = json.loads(out.read_text())
     case = report["cases"][0]
+    assert report["presence"] == case["presence"] == "off"  # litemedsam's default, recorded
     assert case["name"] == "breast1" and len(case["runs"]) == 3
     for run in case["runs"]:
         assert 1 <= len(run["steps"]) <= 3 and 0 <= run["noc90"] <= 3

@@ -116,7 +116,9 @@ def test_presence_option(data, tmp_path, capsys):
         code = main(["benchmark", "interactive", "--image", str(data / "pyradiomics/brain1_image.nrrd"),
                      "--label", str(label), "--margin-mm", "10", "--clicks", "0", "--presence", presence, "--json"])
         assert code == 0
-        empty[presence] = json.loads(capsys.readouterr().out)["margin_slices"]
+        report = json.loads(capsys.readouterr().out)
+        assert report["presence"] == presence  # the report says which setting it measured
+        empty[presence] = report["margin_slices"]
     assert empty == {"off": {"count": 2, "empty": 0}, "on": {"count": 2, "empty": 2}}
 
 

@@ -121,6 +121,7 @@ def run_one(args, image, label, engine, clicks: int) -> int:
 def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
     from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, table_rows
     from ..benchmark_interactive import run_case
+    from ..engines.base import default_presence
     from ..io import read_image
 
     results = []
@@ -131,7 +132,8 @@ def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
                           seed=args.seed, progress=lambda box: print(f"  {box}", file=sys.stderr, flush=True))
         results.append({"name": case["name"], "image": str(case["image"]), "label": str(case["label"]), **report})
         results[-1]["summary"] = case_summary(results[-1])
-    report = {"engine": engine.name, "weights": engine.weights_label, "clicks": clicks, "cases": results}
+    report = {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
+              "clicks": clicks, "cases": results}
     if args.out:
         Path(args.out).write_text(json.dumps(to_jsonable(report), indent=1))
     if args.plot:

@@ -77,8 +77,8 @@ def add_presence(parser) -> None:
     """``--presence`` for the litemedsam engine (its opt-in PRESENCE_RULE)."""
     parser.add_argument("--presence", choices=("off", "on"), default="off",
                         help="litemedsam: on leaves the slices of a loose box where the object seems to have ended "
-                             "empty (off by default: chosen without the case it emptied 75%% of such slices but "
-                             "cost some boxes Dice; see the README)")
+                             "empty (off by default: chosen without the case, such rules emptied 45 of 52 such slices "
+                             "but cost some boxes Dice; see the README)")
 
 
 def add_prompt_policy(parser) -> None:
