@@ -80,7 +80,7 @@ guards around the seed; benchmarks/loco_tune.py, results in benchmarks/results/l
 The embedding gap tells lesion from margin slices best (AUC 0.96; the intensity features 0.89 at
 best). Held out, the chosen rules leave 45 of 52 margin slices empty (87%; target 90%) but cost
 lung2 0.068 box-only Dice; at 3 clicks (with the end-click fix above) no run of the four lesions
-loses more than 0.006 (breast1's 5 mm box 0.527 -> 0.664), the demo's 4DCT (a check) loses 0.110
+loses more than 0.004 (breast1's 5 mm box 0.527 -> 0.664), the demo's 4DCT (a check) loses 0.110
 on average, and 6 small nodules inserted into lung2's lung (checks) gain 0.753 -> 0.794, all 48
 margin slices empty (benchmarks/presence_clicks_loco.py). Reading the z-extent off
 coronal/sagittal reformats did no better (65% held out, brain1 -0.23 Dice; benchmarks/views_loco.py).
