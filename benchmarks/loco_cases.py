@@ -104,10 +104,10 @@ def cache_embeddings_on_disk(folder: Path) -> None:
     original = LiteMedSAMContext.embedding
 
     def embedding(self, k, timings):
-        digest = hashlib.sha1(self.image.array[k].tobytes() + repr((self.window, self.letterbox.shape)).encode())
+        digest = hashlib.sha1(self.image.array[k].tobytes() + repr((self.window, self.letterbox)).encode())
         path = folder / f"{digest.hexdigest()}.pt"
         if path.exists():
-            return self._cache.get((self.window_name, k), lambda: torch.load(path))
+            return self._cache.get(self.embedding_key(k), lambda: torch.load(path))
         value = original(self, k, timings)
         partial = path.with_suffix(f".{os.getpid()}.part")  # concurrent runs never read a half-written file
         torch.save(value, partial)

@@ -6,7 +6,8 @@ from scipy import ndimage
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
 from rtsam.engines.litemedsam import END_CLICK_AREA, ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
-from rtsam.engines.litemedsam_prep import Letterbox, central_blobs_erased, detect_modality, unhonoured_clicks_painted
+from rtsam.engines.litemedsam_prep import (Letterbox, ZoomRule, central_blobs_erased, detect_modality,
+                                          unhonoured_clicks_painted, zoom_region)
 from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
@@ -43,6 +44,44 @@ def test_letterbox_keeps_aspect_and_pads():
     logits = torch.full((1, 1, 256, 256), -10.0); logits[..., :64, :] = 10.0
     prob = box.probability(logits)
     assert prob.shape == (64, 128) and prob[:30].min() > 0.99 and prob[34:].max() < 0.01
+
+
+def test_a_region_letterbox_sees_and_returns_only_its_region():
+    slice2d = np.random.default_rng(0).normal(size=(100, 120)).astype(np.float32)
+    region = Letterbox((100, 120), (10, 20, 32, 64))  # rows 10..41, cols 20..83: scaled x4 to 128 x 256
+    whole = Letterbox((32, 64))
+    assert region.scale == 4.0 and region.resized == (128, 256)
+    assert torch.equal(region.image_tensor(slice2d, (-3.0, 3.0)), whole.image_tensor(slice2d[10:42, 20:84], (-3.0, 3.0)))
+    np.testing.assert_allclose(region.to_grid([[20.0, 10.0], [30.0, 12.0]]), [[0.0, 0.0], [40.0, 8.0]])
+    mask = np.zeros((100, 120), bool); mask[10:26, 20:84] = True
+    assert np.array_equal(region.cell_shares(mask, (16, 16)), whole.cell_shares(mask[10:42, 20:84], (16, 16)))
+    logits = torch.full((1, 1, 256, 256), 10.0)  # everything inside: the region only comes back
+    prob = region.probability(logits)
+    assert prob.shape == (100, 120) and prob[10:42, 20:84].min() > 0.99
+    assert prob.sum() == pytest.approx(prob[10:42, 20:84].sum())
+
+
+def test_zoom_region_is_square_in_mm_and_stays_inside_the_slice():
+    spacing = (0.5, 1.0)  # columns 0.5 mm, rows 1 mm
+    r0, c0, rows, cols = zoom_region((200, 400), np.array([100, 50, 120, 55]), spacing, 3.0, 20.0)
+    assert (rows, cols) == (30, 60)  # 3 x the 10 mm side, in each axis's pixels
+    assert np.allclose((r0 + (rows - 1) / 2, c0 + (cols - 1) / 2), (52.5, 110.0), atol=0.5)  # on the box centre
+    assert zoom_region((200, 400), np.array([0, 0, 4, 4]), spacing, 3.0, 20.0)[:2] == (0, 0)  # shifted in
+    r0, c0, rows, cols = zoom_region((200, 400), np.array([380, 190, 399, 199]), spacing, 3.0, 20.0)
+    assert (r0 + rows, c0 + cols) == (200, 400)
+    assert zoom_region((200, 400), np.array([100, 50, 120, 55]), spacing, 3.0, 500.0) is None  # the whole slice
+
+
+def test_zoom_rule_keeps_one_region_for_clicks_inside_it():
+    rule, spacing = ZoomRule(below_mm=30.0, factor=3.0, least_mm=20.0), (1.0, 1.0)
+    user = np.array([50.0, 50.0, 60.0, 60.0])
+    region = rule.letterbox((200, 200), user, user, spacing).region
+    assert region == (40, 40, 30, 30)
+    assert rule.letterbox((200, 200), user, np.array([50.0, 45.0, 60.0, 68.0]), spacing).region == region
+    grown = np.array([50.0, 50.0, 60.0, 90.0])  # a positive click far outside the box
+    r0, c0, rows, cols = rule.letterbox((200, 200), user, grown, spacing).region
+    assert r0 <= 50 and r0 + rows > 90 and c0 <= 50 and c0 + cols > 60
+    assert rule.letterbox((200, 200), np.array([50.0, 50.0, 80.0, 60.0]), user, spacing).region is None
 
 
 def test_modality_from_values():
@@ -253,7 +292,7 @@ def test_ct_window_from_the_result_and_cached_per_window(lung, engine):
     result = context.predict(Prompt(box_lps=box))
     window = result.state["window"]
     assert window["name"] == max(window["quality"], key=window["quality"].get)
-    assert {w for w, _ in context.cached_slices} == {"lung", "soft-tissue"}
+    assert {w for w, _, _ in context.cached_slices} == {"lung", "soft-tissue"}
     for fixed in ("lung", "soft-tissue"):
         other = load_engine("litemedsam", ct_window=fixed).open(image).predict(Prompt(box_lps=box))
         assert other.state["window"] == {"name": fixed}

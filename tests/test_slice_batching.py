@@ -82,7 +82,7 @@ def test_litemedsam_batched_embeddings_match_single_slices(data, gpu_batches):
     window = result.state["window"]["name"]
     single = engine.open(image)
     single.use_window(window)
-    slices = [k for name, k in batched.cached_slices if name == window]  # the cache is keyed (window, slice)
+    slices = [k for name, _, k in batched.cached_slices if name == window]  # keyed (window, region, slice)
     assert len(slices) >= 8
     for k in slices:
         assert (batched.embedding(k, {}) - single.embedding(k, {})).abs().max() < 1e-4

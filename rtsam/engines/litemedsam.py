@@ -116,8 +116,8 @@ from .batching import prefetch
 from .base import LOW_QUALITY, Engine, Prompt, SegmentationResult, SliceWiseContext, check_cancel, timed
 from .litemedsam_evidence import (QUALITY_TERMS, SeedModel, SeedPrototype, contrast, result_quality,
                                   slice_evidence)
-from .litemedsam_prep import (CT_WINDOWS, Letterbox, box_voxel_extent, central_blobs_erased, click_pixel, clip_box,
-                              detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
+from .litemedsam_prep import (CT_WINDOWS, Letterbox, ZoomRule, box_voxel_extent, central_blobs_erased, click_pixel,
+                              clip_box, detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
                               slice_extent, unhonoured_clicks_painted)
 from .litemedsam_load import load_model
 from .litemedsam_presence import PresenceRule, PresenceWalk
@@ -148,7 +148,7 @@ class LiteMedSAMEngine(Engine):
                  modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto",
                  presence: PresenceRule | None = None, quality_term: str = QUALITY_TERM,
                  erase_central: float | None = ERASE_CENTRAL, tighten_steps: int = TIGHTEN_STEPS,
-                 end_click_area: float | None = END_CLICK_AREA):
+                 end_click_area: float | None = END_CLICK_AREA, zoom: ZoomRule | None = None):
         if ct_window != "auto" and ct_window not in CT_WINDOWS:
             raise InputError(f"ct_window must be auto or one of {', '.join(CT_WINDOWS)}, got {ct_window!r}")
         super().__init__(weights_label(weights), device)
@@ -158,7 +158,7 @@ class LiteMedSAMEngine(Engine):
             raise InputError(f"quality_term must be one of {', '.join(QUALITY_TERMS)}")
         self.presence, self.quality_term, self.erase_central = presence, quality_term, erase_central
         self.tighten_steps = int(tighten_steps)
-        self.end_click_area = end_click_area
+        self.end_click_area, self.zoom = end_click_area, zoom
         self.cache_slices = int(cache_slices)
         self.model = load_model(weights, device)
 
@@ -253,11 +253,13 @@ def exclude_point(box: np.ndarray, x: float, y: float, prior_mask: np.ndarray | 
     return max(candidates, key=lambda c: np.count_nonzero((cols >= c[0]) & (cols <= c[2]) & (rows >= c[1]) & (rows <= c[3])))
 
 
-def _kept_slices(previous: SegmentationResult | None, prompt: Prompt, presence: PresenceRule | None) -> dict:
-    """The previous result's per-slice (logits, box, IoU, clicks) when the user box and the presence rule
-    are unchanged (a slice judged under another rule is decoded again)."""
+def _kept_slices(previous: SegmentationResult | None, prompt: Prompt, presence: PresenceRule | None,
+                 letterbox: Letterbox) -> dict:
+    """The previous result's per-slice (logits, box, IoU, clicks) when the user box, the presence rule and the
+    letterbox are unchanged (a slice judged under another rule, or seen in another region, is decoded again)."""
     state = previous.state if previous is not None and isinstance(previous.state, dict) else {}
-    same = state.get("box_lps") == prompt.box_key() and state.get("presence") == presence
+    same = (state.get("box_lps") == prompt.box_key() and state.get("presence") == presence
+            and state.get("letterbox") == letterbox)
     return state.get("slices", {}) if same else {}
 
 
@@ -269,7 +271,7 @@ class LiteMedSAMContext(SliceWiseContext):
         self.modality = (engine.modality or detect_modality(image)).upper()
         self.window_name = None  # CT: chosen from each prompt's box (auto) or fixed by the engine
         self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
-        self.letterbox = Letterbox(tuple(image.array.shape[1:]))
+        self.letterbox = Letterbox(tuple(image.array.shape[1:]))  # per prompt with the engine's zoom rule
         with torch.inference_mode():  # the decoder's positional encoding: the same for every decode
             self.dense_pe = self.model.prompt_encoder.get_dense_pe()
 
@@ -278,6 +280,10 @@ class LiteMedSAMContext(SliceWiseContext):
         if self.modality == "CT":
             self.window_name, self.window = name, intensity_window(self.image, "CT", name)
 
+    def embedding_key(self, k: int) -> tuple:
+        """The cache key of slice ``k``'s embedding in the window and letterbox in use."""
+        return self.window_name, self.letterbox.region, k
+
     def embedding(self, k: int, timings: dict[str, float]) -> torch.Tensor:
         """The image embedding of slice ``k``, computed once (LRU cache)."""
         def compute() -> torch.Tensor:
@@ -285,7 +291,7 @@ class LiteMedSAMContext(SliceWiseContext):
                 x = self.letterbox.image_tensor(self.image.array[k], self.window).to(self.engine.device)
                 return self.model.image_encoder(x)
 
-        return self._cache.get((self.window_name, k), compute)
+        return self._cache.get(self.embedding_key(k), compute)
 
     def features(self, k: int, probability: np.ndarray, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """Slice ``k``'s embedding (channels, rows, cols) and the share of each of its cells under the mask."""
@@ -300,7 +306,7 @@ class LiteMedSAMContext(SliceWiseContext):
                 x = torch.cat([self.letterbox.image_tensor(self.image.array[k], self.window) for _, k in chunk])
                 return list(self.model.image_encoder(x.to(self.engine.device)).split(1))
 
-        keys = [(self.window_name, k) for k in ks]  # the cache's keys (see ``embedding``)
+        keys = [self.embedding_key(k) for k in ks]
         prefetch(self._cache, keys, compute, self.engine.device, SLICE_BYTES, MAX_BATCH)
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
@@ -312,7 +318,8 @@ class LiteMedSAMContext(SliceWiseContext):
         The rule is the prompt's presence choice ("on": PRESENCE_RULE, "off": none), else the engine's."""
         prompt.validate_against(self.image)
         rule = {None: self.engine.presence, "on": PRESENCE_RULE, "off": None}[prompt.presence]
-        kept = _kept_slices(previous, prompt, rule)
+        self.letterbox = self.letterbox_for(prompt)
+        kept = _kept_slices(previous, prompt, rule, self.letterbox)
         if self.modality != "CT":
             result = self.predict_in_window(prompt, previous, kept, None, progress, cancel, rule)
         elif self.engine.ct_window != "auto":
@@ -338,7 +345,17 @@ class LiteMedSAMContext(SliceWiseContext):
                 result = self.predict_in_window(prompt, previous, kept, window, _part(progress, passes - 1, passes),
                                                 cancel, rule)
         result.state["presence"] = rule
+        result.state["letterbox"] = self.letterbox
         return result
+
+    def letterbox_for(self, prompt: Prompt) -> Letterbox:
+        """The whole slice, or with the engine's zoom rule the region around a small box."""
+        shape = tuple(self.image.array.shape[1:])
+        if self.engine.zoom is None or prompt.box_lps is None:
+            return Letterbox(shape)
+        user_box = slice_extent(self.image, *box_voxel_extent(self.image, prompt.box_lps)).box
+        return self.engine.zoom.letterbox(shape, user_box, SlicePlan.build(self.image, prompt).box,
+                                          tuple(self.image.spacing[:2]))
 
     def predict_in_window(self, prompt: Prompt, previous: SegmentationResult | None, kept: dict,
                           windows: dict | None, progress, cancel, presence: PresenceRule | None) -> SegmentationResult:

@@ -43,22 +43,33 @@ def intensity_window(image: Volume, modality: str, ct_window: str = "soft-tissue
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a slice of ``shape`` (rows, cols) maps onto the padded 256 grid."""
+    """How a slice of ``shape`` (rows, cols), or its ``region`` (first row, first col, rows, cols), maps onto
+    the padded 256 grid; the slice outside the region is not seen and gets probability 0."""
 
     shape: tuple[int, int]
+    region: tuple[int, int, int, int] | None = None
+
+    @property
+    def seen(self) -> tuple[int, int, int, int]:
+        """(first row, first col, rows, cols) of what the model sees."""
+        return self.region or (0, 0, *self.shape)
 
     @property
     def scale(self) -> float:
-        return SIZE / max(self.shape)
+        return SIZE / max(self.seen[2:])
 
     @property
     def resized(self) -> tuple[int, int]:
-        return tuple(max(1, int(round(n * self.scale))) for n in self.shape)
+        return tuple(max(1, int(round(n * self.scale))) for n in self.seen[2:])
+
+    def cropped(self, slice2d: np.ndarray) -> np.ndarray:
+        r0, c0, rows, cols = self.seen
+        return slice2d[r0:r0 + rows, c0:c0 + cols]
 
     def image_tensor(self, slice2d: np.ndarray, window: tuple[float, float]) -> torch.Tensor:
         """(1, 3, 256, 256) float tensor of one windowed, letterboxed slice."""
         low, high = (np.float32(v) for v in window)
-        x = torch.from_numpy(np.clip((slice2d.astype(np.float32) - low) / (high - low), 0.0, 1.0))
+        x = torch.from_numpy(np.clip((self.cropped(slice2d).astype(np.float32) - low) / (high - low), 0.0, 1.0))
         x = F.interpolate(x[None, None], size=self.resized, mode="bilinear", align_corners=False, antialias=True)
         x = (x - x.min()) / torch.clamp(x.max() - x.min(), min=1e-8)
         h, w = self.resized
@@ -67,22 +78,67 @@ class Letterbox:
 
     def to_grid(self, xy: np.ndarray) -> np.ndarray:
         """Pixel (x=i, y=j) coordinates of the slice -> 256-grid coordinates."""
-        return np.asarray(xy, dtype=float) * self.scale
+        r0, c0 = self.seen[:2]
+        return (np.asarray(xy, dtype=float) - [c0, r0]) * self.scale
 
     def cell_shares(self, mask: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
         """The share of each cell of a ``cells`` grid over the 256 grid (an image embedding's) that the
         slice's ``mask`` (rows x cols) covers."""
         h, w = self.resized
-        x = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(h, w), mode="area")
+        x = F.interpolate(torch.from_numpy(self.cropped(mask).astype(np.float32))[None, None], size=(h, w),
+                          mode="area")
         x = F.pad(x, (0, SIZE - w, 0, SIZE - h))
         return F.adaptive_avg_pool2d(x, cells)[0, 0].numpy()
 
     def probability(self, low_res_logits: torch.Tensor) -> np.ndarray:
         """Low-res (1, 1, 256, 256) logits -> probabilities on the slice's own rows x cols."""
         h, w = self.resized
-        logits = low_res_logits[..., :h, :w]
-        logits = F.interpolate(logits, size=self.shape, mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+        r0, c0, rows, cols = self.seen
+        logits = F.interpolate(low_res_logits[..., :h, :w], size=(rows, cols), mode="bilinear", align_corners=False)
+        out = np.zeros(self.shape, dtype=np.float32)
+        out[r0:r0 + rows, c0:c0 + cols] = torch.sigmoid(logits)[0, 0].cpu().numpy()
+        return out
+
+
+@dataclass(frozen=True)
+class ZoomRule:
+    """Zoom in on boxes whose longer in-plane side is under ``below_mm``: the model sees only a square region
+    around the box (``zoom_region``), scaled up to its 256 grid, so a small lesion gets more of its pixels."""
+
+    below_mm: float
+    factor: float = 3.0
+    least_mm: float = 40.0
+
+    def letterbox(self, shape: tuple[int, int], user_box: np.ndarray, box: np.ndarray,
+                  spacing: tuple[float, float]) -> Letterbox:
+        """The letterbox of a prompt whose user box is ``user_box`` and whose clicks grow it to ``box`` (both
+        x0, y0, x1, y1 pixels): the region around the user box (the same for every click inside it), or
+        around ``box`` when that reaches outside."""
+        if max((user_box[2] - user_box[0]) * spacing[0], (user_box[3] - user_box[1]) * spacing[1]) >= self.below_mm:
+            return Letterbox(shape)
+        region = zoom_region(shape, user_box, spacing, self.factor, self.least_mm)
+        if region is not None and not _holds(region, box):
+            region = zoom_region(shape, box, spacing, self.factor, self.least_mm)
+        return Letterbox(shape, region)
+
+
+def _holds(region: tuple[int, int, int, int], box: np.ndarray) -> bool:
+    r0, c0, rows, cols = region
+    return c0 <= box[0] and r0 <= box[1] and box[2] <= c0 + cols - 1 and box[3] <= r0 + rows - 1
+
+
+def zoom_region(shape: tuple[int, int], box: np.ndarray, spacing: tuple[float, float], factor: float,
+                least_mm: float) -> tuple[int, int, int, int] | None:
+    """The square (in mm) region of a slice of ``shape`` centred on ``box`` (x0, y0, x1, y1 pixels), of side
+    ``factor`` x the box's longer side and at least ``least_mm``, shifted inside the slice; None when that
+    is no smaller than the slice."""
+    side_mm = max(factor * max((box[2] - box[0]) * spacing[0], (box[3] - box[1]) * spacing[1]), least_mm)
+    size = [min(n, int(math.ceil(side_mm / s))) for n, s in zip(shape, (spacing[1], spacing[0]))]
+    if tuple(size) == tuple(shape):
+        return None
+    centre = ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+    start = [int(np.clip(round(c - (n - 1) / 2), 0, total - n)) for c, n, total in zip(centre, size, shape)]
+    return (start[0], start[1], size[0], size[1])
 
 
 def box_voxel_extent(image: Volume, box_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
