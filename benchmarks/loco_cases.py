@@ -6,7 +6,7 @@ any part of the case it scores:
   past them (a small, 3-slice lesion end with loose z margins on the open side: a proxy for a
   small nodule);
 - ``brain1_c1`` / ``brain1_c2``: each 3D connected component of brain1's label alone.
-Slice embeddings are cached on disk (keyed by the slice's bytes and the window), so reruns only decode.
+Slice embeddings are cached on disk (keyed by the model's input tensor), so reruns only decode.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def cache_embeddings_on_disk(folder: Path) -> None:
     original = LiteMedSAMContext.embedding
 
     def embedding(self, k, timings):
-        digest = hashlib.sha1(self.image.array[k].tobytes() + repr((self.window, self.letterbox)).encode())
+        digest = hashlib.sha1(self.letterbox.image_tensor(self.image.array[k], self.window).numpy().tobytes())
         path = folder / f"{digest.hexdigest()}.pt"
         if path.exists():
             return self._cache.get(self.embedding_key(k), lambda: torch.load(path))

@@ -12,6 +12,7 @@ from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
 from rtsam.errors import CancelledError, InputError
 from rtsam.io import read_image
+from rtsam.metrics import dice
 from rtsam.prompts.clicks import next_clicks
 from rtsam.volume import Volume
 
@@ -47,11 +48,16 @@ def test_letterbox_keeps_aspect_and_pads():
 
 
 def test_a_region_letterbox_sees_and_returns_only_its_region():
-    slice2d = np.random.default_rng(0).normal(size=(100, 120)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    slice2d = rng.uniform(-3.0, 3.0, size=(100, 120)).astype(np.float32)
+    slice2d[10:42, 20:84] = rng.uniform(-3.0, 0.0, size=(32, 64))  # the region holds the window's lower half only
     region = Letterbox((100, 120), (10, 20, 32, 64))  # rows 10..41, cols 20..83: scaled x4 to 128 x 256
     whole = Letterbox((32, 64))
     assert region.scale == 4.0 and region.resized == (128, 256)
-    assert torch.equal(region.image_tensor(slice2d, (-3.0, 3.0)), whole.image_tensor(slice2d[10:42, 20:84], (-3.0, 3.0)))
+    x = region.image_tensor(slice2d, (-3.0, 3.0))
+    assert x.shape == (1, 3, 256, 256) and float(x[0, 0, 128:].abs().max()) == 0.0
+    assert 0.45 < float(x[0, 0, :128].max()) < 0.55  # normalised as the whole slice is, not stretched to 1
+    assert float(whole.image_tensor(slice2d[10:42, 20:84], (-3.0, 3.0)).max()) == 1.0
     np.testing.assert_allclose(region.to_grid([[20.0, 10.0], [30.0, 12.0]]), [[0.0, 0.0], [40.0, 8.0]])
     mask = np.zeros((100, 120), bool); mask[10:26, 20:84] = True
     assert np.array_equal(region.cell_shares(mask, (16, 16)), whole.cell_shares(mask[10:42, 20:84], (16, 16)))
@@ -73,7 +79,7 @@ def test_zoom_region_is_square_in_mm_and_stays_inside_the_slice():
 
 
 def test_zoom_rule_keeps_one_region_for_clicks_inside_it():
-    rule, spacing = ZoomRule(below_mm=30.0, factor=3.0, least_mm=20.0), (1.0, 1.0)
+    rule, spacing = ZoomRule(below_px=15.0, factor=3.0, least_mm=20.0), (1.0, 1.0)  # 200 x 200: 1.28 grid px
     user = np.array([50.0, 50.0, 60.0, 60.0])
     region = rule.letterbox((200, 200), user, user, spacing).region
     assert region == (40, 40, 30, 30)
@@ -116,6 +122,26 @@ def test_result_geometry_cache_and_progress(lung, engine):
     centre = image.ijk_to_lps(np.argwhere(label.array > 0).mean(axis=0)[::-1])
     again = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(centre))]), previous=result)
     assert "embed_ms" not in again.timings_ms
+
+
+def test_a_zoomed_box_is_seen_in_its_region_and_clicks_reuse_its_embeddings(lung):
+    """With a zoom rule, a box under its size is decoded in the region around it: the mask lies on the
+    lesion and inside the region, and a click inside the box decodes against the region's cached
+    embeddings; a box over the size sees the whole slice."""
+    image, label = (slab(v, 6, 9) for v in lung)
+    box = box_from_label(label, 0.0)
+    context = load_engine("litemedsam", ct_window="lung", zoom=ZoomRule(below_px=1000.0, factor=2.0)).open(image)
+    result = context.predict(Prompt(box_lps=box))
+    r0, c0, rows, cols = result.state["letterbox"].region
+    assert rows * cols < image.array[0].size / 4
+    outside = result.mask.array.copy()
+    outside[:, r0:r0 + rows, c0:c0 + cols] = 0
+    assert not outside.any() and dice(result.mask, label) > 0.7
+    centre = image.ijk_to_lps(np.argwhere(label.array > 0).mean(axis=0)[::-1])
+    again = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(centre))]), previous=result)
+    assert "embed_ms" not in again.timings_ms and again.state["letterbox"] == result.state["letterbox"]
+    whole = load_engine("litemedsam", ct_window="lung", zoom=ZoomRule(below_px=1.0)).open(image)
+    assert whole.predict(Prompt(box_lps=box)).state["letterbox"].region is None
 
 
 def test_cancel_and_missing_box(lung, engine):

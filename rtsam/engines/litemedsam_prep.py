@@ -67,11 +67,15 @@ class Letterbox:
         return slice2d[r0:r0 + rows, c0:c0 + cols]
 
     def image_tensor(self, slice2d: np.ndarray, window: tuple[float, float]) -> torch.Tensor:
-        """(1, 3, 256, 256) float tensor of one windowed, letterboxed slice."""
+        """(1, 3, 256, 256) float tensor of one windowed, letterboxed slice; a region keeps the whole slice's
+        min-max normalisation (its own would stretch its contrast: a tumour in lung as bright as bone)."""
         low, high = (np.float32(v) for v in window)
-        x = torch.from_numpy(np.clip((self.cropped(slice2d).astype(np.float32) - low) / (high - low), 0.0, 1.0))
-        x = F.interpolate(x[None, None], size=self.resized, mode="bilinear", align_corners=False, antialias=True)
-        x = (x - x.min()) / torch.clamp(x.max() - x.min(), min=1e-8)
+        windowed = torch.from_numpy(np.clip((slice2d.astype(np.float32) - low) / (high - low), 0.0, 1.0))
+        whole = F.interpolate(windowed[None, None], size=Letterbox(self.shape).resized, mode="bilinear",
+                              align_corners=False, antialias=True)
+        x = whole if self.region is None else F.interpolate(self.cropped(windowed)[None, None], size=self.resized,
+                                                            mode="bilinear", align_corners=False, antialias=True)
+        x = ((x - whole.min()) / torch.clamp(whole.max() - whole.min(), min=1e-8)).clamp(0.0, 1.0)
         h, w = self.resized
         x = F.pad(x, (0, SIZE - w, 0, SIZE - h))
         return x.expand(1, 3, SIZE, SIZE).contiguous()
@@ -102,10 +106,11 @@ class Letterbox:
 
 @dataclass(frozen=True)
 class ZoomRule:
-    """Zoom in on boxes whose longer in-plane side is under ``below_mm``: the model sees only a square region
-    around the box (``zoom_region``), scaled up to its 256 grid, so a small lesion gets more of its pixels."""
+    """Zoom in on boxes whose longer side spans under ``below_px`` pixels of the model's 256 grid when it sees
+    the whole slice: it then sees only a square region around the box (``zoom_region``), scaled up to its
+    grid, so a small lesion gets more of its pixels."""
 
-    below_mm: float
+    below_px: float
     factor: float = 3.0
     least_mm: float = 40.0
 
@@ -114,12 +119,18 @@ class ZoomRule:
         """The letterbox of a prompt whose user box is ``user_box`` and whose clicks grow it to ``box`` (both
         x0, y0, x1, y1 pixels): the region around the user box (the same for every click inside it), or
         around ``box`` when that reaches outside."""
-        if max((user_box[2] - user_box[0]) * spacing[0], (user_box[3] - user_box[1]) * spacing[1]) >= self.below_mm:
-            return Letterbox(shape)
+        whole = Letterbox(shape)
+        if grid_side(user_box, whole) >= self.below_px:
+            return whole
         region = zoom_region(shape, user_box, spacing, self.factor, self.least_mm)
         if region is not None and not _holds(region, box):
             region = zoom_region(shape, box, spacing, self.factor, self.least_mm)
         return Letterbox(shape, region)
+
+
+def grid_side(box: np.ndarray, letterbox: Letterbox) -> float:
+    """The longer side of ``box`` (x0, y0, x1, y1 slice pixels) in ``letterbox``'s 256-grid pixels."""
+    return float(max(box[2] - box[0], box[3] - box[1]) * letterbox.scale)
 
 
 def _holds(region: tuple[int, int, int, int], box: np.ndarray) -> bool:
