@@ -9,7 +9,7 @@ chosen) then gives, per run, the zoomed or the plain figures, so every rule is s
 loses more than MAX_LOSS Dice at 3 clicks against no zoom, the highest mean gain, then the smaller threshold); the demo 4DCT
 and the nodules are checks, scored under the rule chosen on all four groups.
 
-    PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py collect [--factors 2 3] [--groups G...] [--out F]
+    PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py collect [--factors 2 3] [--groups G...] [--boxes B...] [--out F]
     PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py merge --parts F...
     PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py choose
 writes / reads benchmarks/results/zoom_loco.json.
@@ -40,7 +40,7 @@ def box_side_px(image, box_lps) -> float:
     return grid_side(box, Letterbox(tuple(image.array.shape[1:])))
 
 
-def collect(factors: list[float], groups: list[str] | None, out: Path) -> None:
+def collect(factors: list[float], groups: list[str] | None, boxes: list[str] | None, out: Path) -> None:
     """Runs the configurations not yet in ``out`` (a parallel run writes its own ``out``; ``merge`` joins them)."""
     report = json.loads(out.read_text()) if out.exists() else {}
     configs = {"off": None, **{f"zoom x{f:g}": ZoomRule(float("inf"), f) for f in factors}}
@@ -49,6 +49,8 @@ def collect(factors: list[float], groups: list[str] | None, out: Path) -> None:
             continue
         entry = report.setdefault(name, {"group": case["group"], "runs": {}})
         for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
+            if boxes and box_name not in boxes:
+                continue
             run = entry["runs"].setdefault(box_name, {})
             run["side_px"] = round(box_side_px(case["image"], box), 2)
             for config, zoom in configs.items():
@@ -125,13 +127,14 @@ def choose() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=("collect", "merge", "choose"))
+    parser.add_argument("--boxes", nargs="*", help="collect only these boxes (\"margin 5 mm\", ...)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="collect: the file to write")
     parser.add_argument("--parts", nargs="*", type=Path, default=[], help="merge: collect outputs to join")
     parser.add_argument("--factors", nargs="*", type=float, default=[3.0])
     parser.add_argument("--groups", nargs="*", help="collect only these groups (lung2, ..., demo_4dct, nodules)")
     args = parsed_with_cache(parser)
     if args.command == "collect":
-        collect(args.factors, args.groups, args.out)
+        collect(args.factors, args.groups, args.boxes, args.out)
     elif args.command == "merge":
         merge(args.parts)
     else:

@@ -117,7 +117,7 @@ def test_presence_option(data, tmp_path, capsys):
                      "--label", str(label), "--margin-mm", "10", "--clicks", "0", "--presence", presence, "--json"])
         assert code == 0
         report = json.loads(capsys.readouterr().out)
-        assert report["presence"] == presence  # the report says which setting it measured
+        assert report["presence"] == presence and report["zoom"] is None  # the report says which setting it measured
         empty[presence] = report["margin_slices"]
     assert empty == {"off": {"count": 2, "empty": 0}, "on": {"count": 2, "empty": 2}}
 
@@ -131,3 +131,15 @@ def test_serve_takes_the_litemedsam_options():
     args = build_parser().parse_args(["serve", "--ct-window", "lung", "--presence", "on"])
     assert server_config(args, []).engine_options == {"ct_window": "lung", "presence": PRESENCE_RULE}
     assert server_config(build_parser().parse_args(["serve"]), []).engine_options == {}
+
+
+def test_zoom_option_builds_the_engine_rule():
+    """--zoom-below-px gives segment and benchmark's litemedsam an opt-in ZoomRule; without it the engine has none."""
+    from rtsam.cli import build_parser
+    from rtsam.cli.common import engine_options
+    from rtsam.engines.litemedsam_prep import ZoomRule
+
+    for command in (["segment", "i.nrrd", "--out", "o.nrrd"], ["benchmark", "interactive", "--image", "i.nrrd"]):
+        args = build_parser().parse_args([*command, "--zoom-below-px", "20"])
+        assert engine_options(args) == {"zoom": ZoomRule(below_px=20.0)}
+        assert "zoom" not in engine_options(build_parser().parse_args(command))

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, engine_options, print_json, print_table, to_jsonable
+from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, add_zoom, engine_options, print_json, print_table, to_jsonable
 
 STEP_COLUMNS = ["step", "positive", "dice", "volume_error_ml", "hd95_mm", "quality", "low_quality", "embed_ms",
                 "decode_ms", "total_ms"]
@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     add_engine_arguments(q)
     add_ct_window(q)
     add_presence(q)
+    add_zoom(q)
     add_prompt_policy(q)
     q.add_argument("--box-from-label", action="store_true", default=True,
                    help="derive the box from the label (the protocol; always on)")
@@ -120,7 +121,7 @@ def run_one(args, image, label, engine, clicks: int) -> int:
 
 def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
     from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, table_rows
-    from ..benchmark_interactive import run_case
+    from ..benchmark_interactive import run_case, zoom_setting
     from ..engines.base import default_presence
     from ..io import read_image
 
@@ -133,6 +134,7 @@ def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
         results.append({"name": case["name"], "image": str(case["image"]), "label": str(case["label"]), **report})
         results[-1]["summary"] = case_summary(results[-1])
     report = {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
+              "zoom": zoom_setting(engine),
               "clicks": clicks, "cases": results}
     if args.out:
         Path(args.out).write_text(json.dumps(to_jsonable(report), indent=1))

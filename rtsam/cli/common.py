@@ -81,6 +81,14 @@ def add_presence(parser) -> None:
                              "but cost some boxes Dice; see the README)")
 
 
+def add_zoom(parser) -> None:
+    """``--zoom-below-px`` for the litemedsam engine (an opt-in ZoomRule)."""
+    parser.add_argument("--zoom-below-px", type=float, metavar="N",
+                        help="litemedsam: a box spanning under N pixels of the model's 256 grid is seen in a region "
+                             "5x its side (at least 40 mm), scaled up (off by default: no rule kept its gains on "
+                             "small nodules without losses on other lesions held out; see the README)")
+
+
 def add_prompt_policy(parser) -> None:
     """``--allow-untrained-prompts`` for the sam3d engine."""
     parser.add_argument("--allow-untrained-prompts", action="store_true",
@@ -95,6 +103,10 @@ def engine_options(args) -> dict:
         from ..engines.litemedsam import PRESENCE_RULE
 
         options["presence"] = PRESENCE_RULE
+    if getattr(args, "zoom_below_px", None) is not None:
+        from ..engines.litemedsam_prep import ZoomRule
+
+        options["zoom"] = ZoomRule(args.zoom_below_px)
     if getattr(args, "allow_untrained_prompts", False):
         options["allow_untrained_prompts"] = True
     return options

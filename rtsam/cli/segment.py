@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, engine_options, print_json, progress_bar
+from .common import add_ct_window, add_engine_arguments, add_presence, add_prompt_policy, add_zoom, engine_options, print_json, progress_bar
 from .pacs_options import add_pacs_options, beside, pacs_input, send_result
 
 
@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     add_engine_arguments(p, "weights replacing the engine's registered ones (for sam3: a SAM 3 or adapter folder)")
     add_ct_window(p)
     add_presence(p)
+    add_zoom(p)
     add_prompt_policy(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_pacs_options(p, "IMAGE")  # --to-pacs sends the mask as a DICOM SEG on IMAGE's series (<out stem>.seg.dcm)

@@ -111,7 +111,7 @@ class ZoomRule:
     grid, so a small lesion gets more of its pixels."""
 
     below_px: float
-    factor: float = 3.0
+    factor: float = 5.0
     least_mm: float = 40.0
 
     def letterbox(self, shape: tuple[int, int], user_box: np.ndarray, box: np.ndarray,
