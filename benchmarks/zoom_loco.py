@@ -2,17 +2,18 @@
 
 Each case (the four lesions and their sub-cases, the demo 4DCT's reference phase and the inserted nodules)
 runs every box of rtsam.benchmark_interactive.box_variants through 3 simulated clicks, without zoom and
-with each zoom factor applied to every box (``collect``). A rule "zoom boxes under T grid pixels with factor f"
-(optionally: "... and keep the zoomed result only when its box-only quality is higher", as the CT window is
-chosen) then gives, per run, the zoomed or the plain figures, so every rule is scored without re-running
-(``choose``): each lesion group's rule is chosen on the other three groups (among the rules under which no run
-loses more than MAX_LOSS Dice at 3 clicks against no zoom, the highest mean gain, then the smaller threshold); the demo 4DCT
-and the nodules are checks, scored under the rule chosen on all four groups.
+with each zoom factor applied to every box (``collect``). A rule "zoom boxes under T grid pixels with
+factor f" (optionally: "... and keep the zoomed result only when its box-only quality is higher", as the
+CT window is chosen) then gives, per run, the zoomed or the plain figures, so every rule is scored without
+re-running (``choose``): each lesion group's rule is chosen on the other three groups (among the rules
+under which no run loses more than MAX_LOSS Dice at 3 clicks against no zoom, the highest mean gain, then
+the smaller threshold); the demo 4DCT and the nodules are checks, scored under the rule chosen on all four.
 
-    PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py collect [--factors 2 3] [--groups G...] [--boxes B...] [--out F]
+    PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py collect [--factors 3 5] [--groups G...] \
+        [--boxes B...] [--out F]
     PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py merge --parts F...
     PYTHONPATH=.:benchmarks python benchmarks/zoom_loco.py choose
-writes / reads benchmarks/results/zoom_loco.json.
+writes / reads benchmarks/results/zoom_loco.json (choose: zoom_loco_folds.json).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def describe(rule: tuple) -> str:
 
 def choose() -> None:
     report = json.loads(RESULTS.read_text())
-    factors = sorted({c for entry in report.values() for run in entry["runs"].values() for c in run if c.startswith("zoom")})
+    factors = sorted({c for entry in report.values() for run in entry["runs"].values() for c in run
+                      if c.startswith("zoom")})
     rules = [(t, f, q) for t in THRESHOLDS_PX for f in factors for q in (False, True)]
 
     def choice(groups) -> tuple:

@@ -11,7 +11,6 @@ Dice (capped: clicks + 1 when never reached).
 from __future__ import annotations
 
 import dataclasses
-
 import time
 
 import numpy as np
@@ -80,8 +79,8 @@ def run_interactive(image: Volume, label: Volume, engine: Engine, clicks: int = 
         if keep_masks:
             step["mask"] = mask
     dices = [s["dice"] for s in steps]
-    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine), "zoom": zoom_setting(engine),
-            **device_info(engine.device), "box_lps": session.prompt.box_lps,
+    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
+            "zoom": zoom_setting(engine), **device_info(engine.device), "box_lps": session.prompt.box_lps,
             "steps": steps, "margin_slices": margin_slices,
             **{f"noc{round(level * 100)}": noc(dices, level, clicks) for level in NOC_LEVELS}}
 
@@ -147,5 +146,6 @@ def run_case(image: Volume, label: Volume, engine: Engine, clicks: int = 10, mar
             progress(name)
         run = run_interactive(image, label, engine, clicks=clicks, box_lps=box, context=context)
         runs.append({"box": name, **{k: run[k] for k in ("box_lps", "steps", "margin_slices", "noc85", "noc90")}})
-    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine), "zoom": zoom_setting(engine),
+    return {"engine": engine.name, "weights": engine.weights_label, "presence": default_presence(engine),
+            "zoom": zoom_setting(engine),
             "truth_ml": round(volume_ml(label.with_array((label.array > 0).astype(np.uint8))), 3), "runs": runs}
