@@ -314,7 +314,7 @@ class LiteMedSAMContext(SliceWiseContext):
         keeps computing one slice at a time in ``embedding``."""
         def compute(chunk: list[tuple]) -> list[torch.Tensor]:
             with timed(timings, "embed_ms"), torch.inference_mode():
-                x = torch.cat([self.letterbox.image_tensor(self.image.array[k], self.window) for _, k in chunk])
+                x = torch.cat([self.letterbox.image_tensor(self.image.array[k], self.window) for *_, k in chunk])
                 return list(self.model.image_encoder(x.to(self.engine.device)).split(1))
 
         keys = [self.embedding_key(k) for k in ks]
