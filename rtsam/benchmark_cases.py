@@ -2,7 +2,8 @@
 
 A case folder holds pairs ``<name>_image.<ext>`` / ``<name>_label.<ext>`` (e.g. pyradiomics'
 ``lung2_image.nrrd`` / ``lung2_label.nrrd``); a manifest is a JSON list of
-``{"name", "image", "label"}`` (paths relative to the manifest).
+``{"name", "image", "label"}`` (paths relative to the manifest; the image may be a DICOM folder, the
+label an RTSTRUCT file with an optional ``"structure"`` name).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ IMAGE_SUFFIX, LABEL_SUFFIX = "_image", "_label"
 
 
 def find_cases(source: str | Path) -> list[dict]:
-    """[{"name", "image", "label"}] from a case folder or a JSON manifest."""
+    """[{"name", "image", "label"[, "structure"]}] from a case folder or a JSON manifest."""
     source = Path(source)
     if source.is_dir():
         return _folder_cases(source)
@@ -57,7 +58,11 @@ def _manifest_cases(path: Path) -> list[dict]:
         for key, file in files.items():
             if not file.exists():
                 raise InputError(f"manifest entry {n}: {key} file does not exist", file)
-        cases.append({"name": str(entry.get("name", Path(entry["image"]).stem)), **files})
+        structure = entry.get("structure")
+        if structure is not None and not isinstance(structure, str):
+            raise InputError(f'manifest entry {n}: "structure" must be a structure name', path)
+        cases.append({"name": str(entry.get("name", Path(entry["image"]).stem)), **files,
+                      **({"structure": structure} if structure else {})})
     return cases
 
 

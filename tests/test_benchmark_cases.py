@@ -6,7 +6,9 @@ import pytest
 from rtsam.benchmark_cases import find_cases
 from rtsam.benchmark_interactive import box_from_label, jittered_box, noc
 from rtsam.cli import main
-from rtsam.io import read_image, write_image
+from rtsam.io import read_image, read_label, write_image
+from rtsam.io.dicom_export import read_reference, write_rtstruct
+from rtsam.itv.dicom4d import write_dicom_phases
 from rtsam.volume import Volume
 
 
@@ -83,3 +85,50 @@ def test_benchmark_over_a_case_folder_writes_json_table_and_plot(breast, tmp_pat
         assert step["hd95_mm"] >= 0 and isinstance(step["low_quality"], bool)
     assert case["summary"]["margin_slices"] >= 4  # breast1's 2.1 mm slices: 10 mm margin slices
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def breast_dicom(breast, tmp_path_factory):
+    """breast1 as a DICOM series, its lesion in an RTSTRUCT beside a second structure, and as NRRD on that grid."""
+    image, label = breast
+    folder = tmp_path_factory.mktemp("breast_dicom")
+    write_dicom_phases([image], folder / "series", [0.0])
+    reference = read_reference(folder / "series")
+    lesion = reference.volume.with_array(label.array)
+    rtstruct = write_rtstruct({"Lesion": lesion, "Ring": lesion.with_array(1 - label.array)}, reference,
+                              folder / "rtss.dcm")
+    return folder / "series", rtstruct, write_image(lesion, folder / "lesion.nrrd")
+
+
+def test_rtstruct_label_is_its_structure_on_the_image_grid(breast_dicom, capsys):
+    series, rtstruct, nrrd = breast_dicom
+    image = read_image(series)
+    assert np.array_equal(read_label(rtstruct, image, "Lesion").array, read_image(nrrd).array)
+    assert main(["benchmark", "interactive", "--image", str(series), "--label", str(rtstruct), "--structure", "Lesion",
+                 "--clicks", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"][0]["dice"] > 0.2  # the ring would give about 0
+
+
+@pytest.mark.parametrize("structure, message", [
+    (None, "2 structures with contours (Lesion, Ring): name one"),
+    ("Tumour", "no structure named 'Tumour'; available: Lesion, Ring"),
+])
+def test_rtstruct_label_needs_one_named_structure(breast_dicom, capsys, structure, message):
+    series, rtstruct, _ = breast_dicom
+    args = ["benchmark", "interactive", "--image", str(series), "--label", str(rtstruct)]
+    assert main(args + (["--structure", structure] if structure else [])) == 2
+    err = capsys.readouterr().err
+    assert message in err and "rtss.dcm" in err and "Traceback" not in err
+
+
+def test_structure_with_an_image_label_and_in_a_manifest(breast_dicom, tmp_path, capsys):
+    series, rtstruct, nrrd = breast_dicom
+    assert main(["benchmark", "interactive", "--image", str(series), "--label", str(nrrd), "--structure", "x"]) == 2
+    assert "structure 'x' was named, but the label is not an RTSTRUCT" in capsys.readouterr().err
+    manifest = tmp_path / "cases.json"
+    entry = {"name": "b", "image": str(series), "label": str(rtstruct), "structure": "Lesion"}
+    manifest.write_text(json.dumps([entry]))
+    assert find_cases(manifest)[0]["structure"] == "Lesion"
+    manifest.write_text(json.dumps([{"image": str(series), "label": str(rtstruct), "structure": 3}]))
+    assert main(["benchmark", "interactive", "--cases", str(manifest)]) == 2
+    assert '"structure" must be a structure name' in capsys.readouterr().err

@@ -26,8 +26,10 @@ def register(subparsers) -> None:
     )
     source = q.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="image file or DICOM folder (one case, with --label)")
-    source.add_argument("--cases", help="case folder or JSON manifest [{name, image, label}]")
-    q.add_argument("--label", help="0/1 label on the image's grid")
+    source.add_argument("--cases", help="case folder or JSON manifest [{name, image, label[, structure]}]")
+    q.add_argument("--label", help="0/1 label on the image's grid, or an RTSTRUCT file")
+    q.add_argument("--structure", metavar="NAME",
+                   help="RTSTRUCT label: the structure to rasterise on the image grid (default: its only one)")
     add_engine_arguments(q)
     add_ct_window(q)
     add_presence(q)
@@ -96,8 +98,9 @@ def run(args) -> int:
         cases = find_cases(args.cases)  # bad input fails before the engine loads
     else:
         from ..benchmark_interactive import check_pair
-        from ..io import read_image
-        image, label = read_image(args.image), read_image(args.label)
+        from ..io import read_image, read_label
+        image = read_image(args.image)
+        label = read_label(args.label, image, args.structure)
         check_pair(image, label)
     engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device, **engine_options(args))
     if args.cases:
@@ -123,12 +126,13 @@ def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
     from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, table_rows
     from ..benchmark_interactive import run_case, zoom_setting
     from ..engines.base import default_presence
-    from ..io import read_image
+    from ..io import read_image, read_label
 
     results = []
     for case in cases:
         print(f"case {case['name']}", file=sys.stderr, flush=True)
-        image, label = read_image(case["image"]), read_image(case["label"])
+        image = read_image(case["image"])
+        label = read_label(case["label"], image, case.get("structure"))
         report = run_case(image, label, engine, clicks=clicks, margins=args.margins, jitter_mm=args.jitter_mm,
                           seed=args.seed, progress=lambda box: print(f"  {box}", file=sys.stderr, flush=True))
         results.append({"name": case["name"], "image": str(case["image"]), "label": str(case["label"]), **report})

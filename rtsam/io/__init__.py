@@ -1,8 +1,10 @@
-"""Reading and writing images, DICOM series, RTDOSE and RTSTRUCT (all geometry in LPS mm)."""
+"""Reading and writing images, DICOM series, RTDOSE, RTSTRUCT and labels (all geometry in LPS mm)."""
 
 from .dicom import read_dataset
 from .images import read_image, write_image
+from .labels import read_label
 from .rtdose import read_rtdose
 from .rtstruct import Structure, StructureSet, read_rtstruct
 
-__all__ = ["Structure", "StructureSet", "read_dataset", "read_image", "read_rtdose", "read_rtstruct", "write_image"]
+__all__ = ["Structure", "StructureSet", "read_dataset", "read_image", "read_label", "read_rtdose", "read_rtstruct",
+           "write_image"]
