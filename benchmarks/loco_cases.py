@@ -98,6 +98,20 @@ def nodule_check_cases(count: int = 6, seed: int = 1) -> dict[str, dict]:
             for n, nodule in enumerate(nodule_cases(image, label, count, seed), start=1)}
 
 
+def phantom_cases(manifest: Path) -> dict[str, dict]:
+    """{"pat<n>": {"group", "image", "label"}}: the real lung tumours of benchmarks/lung_phantom.py's manifest,
+    each its own group (another patient)."""
+    from rtsam.benchmark_cases import find_cases
+    from rtsam.io import read_label
+
+    cases = {}
+    for case in find_cases(manifest):
+        image = read_image(case["image"])
+        label = read_label(case["label"], image, case.get("structure"))
+        cases[case["name"]] = {"group": case["name"], "image": image, "label": label}
+    return cases
+
+
 def cache_embeddings_on_disk(folder: Path) -> None:
     """Make every LiteMedSAM context read/write slice embeddings under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

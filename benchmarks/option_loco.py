@@ -9,7 +9,14 @@ and the check cases (the demo 4DCT and the inserted nodules: no fold is chosen o
 The first value is the baseline. Per held-out lesion, the value chosen on the other three: the highest
 mean Dice at 3 clicks among the values that cost no case and box of theirs more than 0.02 against the
 baseline (ties: the baseline). ``--presence on``: with the engine's PRESENCE_RULE. Writes
-benchmarks/results/option_loco_<option>[_presence].json.
+benchmarks/results/option_loco_<option>[_presence].json (or ``--out``).
+
+``--phantom MANIFEST`` adds the four real lung tumours of benchmarks/lung_phantom.py as tuning groups (one
+per patient, so every fold holds out one patient of eight); ``--reuse REPORT...`` takes the runs earlier
+reports hold (per case, box and value) instead of running them again:
+
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1 --phantom /tmp/phantom/manifest.json \
+        --reuse benchmarks/results/option_loco_tighten_steps.json --out benchmarks/results/option_loco_tighten_steps_8.json
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loco_cases import CASES, all_cases, check_cases, nodule_check_cases, parsed_with_cache
+from loco_cases import CASES, all_cases, check_cases, nodule_check_cases, parsed_with_cache, phantom_cases
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.engines.litemedsam import PRESENCE_RULE
 from rtsam.engines.registry import load_engine
@@ -33,14 +40,18 @@ def value_of(text: str):
     return None if text.lower() == "none" else json.loads(text)
 
 
-def protocol(option: str, value, cases: dict, presence) -> dict:
-    """{(case, box): run summary} with the engine's ``option`` at ``value`` (and ``presence``)."""
+def protocol(option: str, value, cases: dict, presence, done: dict) -> dict:
+    """{(case, box): run summary} with the engine's ``option`` at ``value`` (and ``presence``); the Dice
+    lists ``done`` holds for (case, box, value) are taken, not run again."""
     engine = load_engine("litemedsam", device="cpu", presence=presence, **{option: value})
     runs = {}
     for name, case in cases.items():
         for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
-            run = run_interactive(case["image"], case["label"], engine, clicks=3, box_lps=box)
-            runs[(name, box_name)] = {"group": case["group"], "dice": [s["dice"] for s in run["steps"]]}
+            dice = done.get((name, box_name, json.dumps(value)))
+            if dice is None:
+                run = run_interactive(case["image"], case["label"], engine, clicks=3, box_lps=box)
+                dice = [s["dice"] for s in run["steps"]]
+            runs[(name, box_name)] = {"group": case["group"], "dice": dice}
             print(option, value, name, box_name, runs[(name, box_name)]["dice"], flush=True)
     return runs
 
@@ -68,12 +79,19 @@ def main() -> None:
     parser.add_argument("option", help="a LiteMedSAMEngine keyword argument")
     parser.add_argument("values", nargs="+", help="JSON values (or none), the baseline first")
     parser.add_argument("--presence", choices=("off", "on"), default="off", help="on: the engine's PRESENCE_RULE")
+    parser.add_argument("--phantom", type=Path, help="manifest of benchmarks/lung_phantom.py: four more tuning groups")
+    parser.add_argument("--reuse", nargs="*", type=Path, default=[], help="earlier reports whose runs are taken")
+    parser.add_argument("--out", type=Path, help="report to write")
     args = parsed_with_cache(parser)
-    cases = {**all_cases(), **check_cases(), **nodule_check_cases()}
+    tuning = phantom_cases(args.phantom) if args.phantom else {}
+    groups = [*CASES, *tuning]
+    cases = {**all_cases(), **tuning, **check_cases(), **nodule_check_cases()}
     presence = PRESENCE_RULE if args.presence == "on" else None
-    results = [(value, protocol(args.option, value, cases, presence)) for value in map(value_of, args.values)]
-    folds = {held: choose(results, [g for g in CASES if g != held]) for held in CASES}
-    folds["all"] = choose(results, list(CASES))
+    done = {(run["case"], run["box"], value): dice for report in args.reuse
+            for run in json.loads(report.read_text())["runs"] for value, dice in run["by_value"].items()}
+    results = [(value, protocol(args.option, value, cases, presence, done)) for value in map(value_of, args.values)]
+    folds = {held: choose(results, [g for g in groups if g != held]) for held in groups}
+    folds["all"] = choose(results, groups)
     by_value = {json.dumps(v): runs for v, runs in results}
     table = [{"case": name, "box": box, "held_out_value": folds.get(run["group"], folds["all"]),
               "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"],
@@ -82,7 +100,7 @@ def main() -> None:
     report = {"option": args.option, "presence": args.presence, "values": [v for v, _ in results], "folds": folds,
               "runs": table}
     suffix = "_presence" if presence else ""
-    (RESULTS / f"option_loco_{args.option}{suffix}.json").write_text(json.dumps(report, indent=1))
+    (args.out or RESULTS / f"option_loco_{args.option}{suffix}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(folds))
     for row in table:
         print(f"{row['case']:13} {row['box']:22} {row['baseline']} -> {row['held_out']}")
