@@ -15,8 +15,9 @@ benchmarks/results/option_loco_<option>[_presence].json (or ``--out``).
 per patient, so every fold holds out one patient of eight); ``--reuse REPORT...`` takes the runs earlier
 reports hold (per case, box and value) instead of running them again:
 
-    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1 --phantom /tmp/phantom/manifest.json \
-        --reuse benchmarks/results/option_loco_tighten_steps.json --out benchmarks/results/option_loco_tighten_steps_8.json
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1 \
+        --phantom /tmp/phantom/manifest.json --reuse benchmarks/results/option_loco_tighten_steps.json \
+        --out benchmarks/results/option_loco_tighten_steps_8.json
 """
 
 from __future__ import annotations
