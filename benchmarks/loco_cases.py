@@ -101,13 +101,11 @@ def nodule_check_cases(count: int = 6, seed: int = 1) -> dict[str, dict]:
 def phantom_cases(manifest: Path) -> dict[str, dict]:
     """{"pat<n>": {"group", "image", "label"}}: the real lung tumours of benchmarks/lung_phantom.py's manifest,
     each its own group (another patient)."""
-    from rtsam.benchmark_cases import find_cases
-    from rtsam.io import read_label
+    from rtsam.benchmark_cases import find_cases, read_case
 
     cases = {}
     for case in find_cases(manifest):
-        image = read_image(case["image"])
-        label = read_label(case["label"], image, case.get("structure"))
+        image, label = read_case(case)
         cases[case["name"]] = {"group": case["name"], "image": image, "label": label}
     return cases
 

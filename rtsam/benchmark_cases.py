@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .volume import Volume
 
 IMAGE_SUFFIX, LABEL_SUFFIX = "_image", "_label"
 
@@ -64,6 +65,14 @@ def _manifest_cases(path: Path) -> list[dict]:
         cases.append({"name": str(entry.get("name", Path(entry["image"]).stem)), **files,
                       **({"structure": structure} if structure else {})})
     return cases
+
+
+def read_case(case: dict) -> tuple[Volume, Volume]:
+    """(image, label) of a ``find_cases`` entry; an RTSTRUCT label is rasterised on the image grid."""
+    from .io import read_image, read_label
+
+    image = read_image(case["image"])
+    return image, read_label(case["label"], image, case.get("structure"))
 
 
 def case_summary(case: dict) -> dict:

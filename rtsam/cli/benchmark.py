@@ -123,16 +123,14 @@ def run_one(args, image, label, engine, clicks: int) -> int:
 
 
 def run_cases(args, cases: list[dict], engine, clicks: int) -> int:
-    from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, table_rows
+    from ..benchmark_cases import TABLE_COLUMNS, case_summary, plot_cases, read_case, table_rows
     from ..benchmark_interactive import run_case, zoom_setting
     from ..engines.base import default_presence
-    from ..io import read_image, read_label
 
     results = []
     for case in cases:
         print(f"case {case['name']}", file=sys.stderr, flush=True)
-        image = read_image(case["image"])
-        label = read_label(case["label"], image, case.get("structure"))
+        image, label = read_case(case)
         report = run_case(image, label, engine, clicks=clicks, margins=args.margins, jitter_mm=args.jitter_mm,
                           seed=args.seed, progress=lambda box: print(f"  {box}", file=sys.stderr, flush=True))
         results.append({"name": case["name"], "image": str(case["image"]), "label": str(case["label"]), **report})

@@ -29,6 +29,13 @@ def is_dicom_file(path: str | Path) -> bool:
         return handle.read(132)[128:132] == b"DICM"
 
 
+def dicom_modality(path: str | Path) -> str:
+    """The file's DICOM Modality in upper case; "" for a file that is not DICOM or names none."""
+    if not is_dicom_file(path):
+        return ""
+    return str(read_dataset(path, header_only=True).get("Modality", "")).upper()
+
+
 def read_dataset(path: str | Path, expected_modality: str | tuple[str, ...] | None = None, header_only: bool = False):
     """Read one DICOM file; InputError when missing, not DICOM, unreadable or of another modality."""
     import pydicom

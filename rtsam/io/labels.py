@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..volume import Volume
-from .dicom import is_dicom_file, read_dataset
+from .dicom import dicom_modality
 from .images import read_image
 from .rtstruct import StructureSet, read_rtstruct
 
@@ -15,18 +15,12 @@ def read_label(path: str | Path, reference: Volume, structure: str | None = None
     """The label at ``path`` for ``reference``: an image file as it is (the caller checks its grid), or an
     RTSTRUCT's ``structure`` (default: its only structure with contours) as a mask on the reference grid."""
     path = Path(path)
-    if _is_rtstruct(path):
+    if path.is_file() and dicom_modality(path) == "RTSTRUCT":
         structures = read_rtstruct(path)
         return structures.mask(structure or _only_structure(structures), reference)
     if structure is not None:
         raise InputError(f"structure {structure!r} was named, but the label is not an RTSTRUCT", path)
     return read_image(path)
-
-
-def _is_rtstruct(path: Path) -> bool:
-    if not path.is_file() or not is_dicom_file(path):
-        return False
-    return str(read_dataset(path, header_only=True).get("Modality", "")).upper() == "RTSTRUCT"
 
 
 def _only_structure(structures: StructureSet) -> str:

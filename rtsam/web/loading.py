@@ -27,13 +27,11 @@ class Case:
 
 def dicom_rt_files(folder: Path) -> dict[str, Path]:
     """The first RTDOSE and RTSTRUCT files of a folder, by their Modality."""
-    from ..io.dicom import is_dicom_file, read_dataset
+    from ..io.dicom import dicom_modality
 
     found = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if not is_dicom_file(path):
-            continue
-        modality = str(read_dataset(path, header_only=True).get("Modality", "")).upper()
+        modality = dicom_modality(path)
         if modality in ("RTDOSE", "RTSTRUCT"):
             found.setdefault(modality, path)
     return found
