@@ -1,9 +1,12 @@
 """Box-only LiteMedSAM results on every tuning case, box and CT window, slice by slice, with the
 presence rule off: what leave-one-case-out tuning (loco_tune.py) replays rules on.
 
-    PYTHONPATH=.:benchmarks python benchmarks/loco_collect.py [--cache /tmp/rtsam_embeddings] [--checks]
+    PYTHONPATH=.:benchmarks python benchmarks/loco_collect.py [--cache /tmp/rtsam_embeddings] [--checks] \
+        [--phantom MANIFEST]
 writes benchmarks/results/loco_slices.json; ``--checks`` records the cases kept OUT of tuning
-(loco_cases.check_cases: the reference phase of ``rtsam demo``'s 4DCT) into loco_checks.json.
+(loco_cases.check_cases: the reference phase of ``rtsam demo``'s 4DCT) into loco_checks.json;
+``--phantom`` records benchmarks/lung_phantom.py's four lung tumours (four more groups) into
+loco_slices_phantom.json.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loco_cases import all_cases, check_cases, parsed_with_cache
+from loco_cases import all_cases, check_cases, parsed_with_cache, phantom_cases
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
 from rtsam.engines.registry import load_engine
@@ -57,10 +60,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", nargs="*")
     parser.add_argument("--checks", action="store_true", help="record the out-of-tuning cases instead")
+    parser.add_argument("--phantom", type=Path, help="record the lung phantom's patients (its manifest) instead")
     args = parsed_with_cache(parser)
-    out_path = RESULTS / ("loco_checks.json" if args.checks else "loco_slices.json")
+    if args.phantom:
+        out_path, cases = RESULTS / "loco_slices_phantom.json", phantom_cases(args.phantom)
+    elif args.checks:
+        out_path, cases = RESULTS / "loco_checks.json", check_cases()
+    else:
+        out_path, cases = RESULTS / "loco_slices.json", all_cases()
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
-    for name, case in (check_cases() if args.checks else all_cases()).items():
+    for name, case in cases.items():
         if args.cases and name not in args.cases:
             continue
         collect(case, out.setdefault(name, {}))

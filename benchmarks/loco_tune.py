@@ -43,15 +43,15 @@ FAILURE_DICE = 0.7
 QUALITY_THRESHOLDS = [round(t, 2) for t in np.arange(0.2, 0.91, 0.02)]
 
 
-def presence_folds(records: dict, checks: dict) -> dict:
+def presence_folds(records: dict, checks: dict, groups=CASES) -> dict:
     """{"plain" / "with_checks": {held-out group: rule chosen without it (None: none)}, plus "all":
     chosen on every group}; "with_checks" also holds every check case to the 0.02 Dice bound."""
     cases = {**records, **checks}
     scored = [(rule, group_scores(cases, list(cases), rule)) for rule in candidate_rules()]
     baseline = group_scores(cases, list(cases), None)
     constraints = {"plain": (), "with_checks": tuple({c["group"] for c in checks.values()})}
-    return {name: {g: choose_presence(scored, [h for h in CASES if h != g] if g != "all" else CASES, baseline,
-                                      constraints=held) for g in (*CASES, "all")}
+    return {name: {g: choose_presence(scored, [h for h in groups if h != g] if g != "all" else groups, baseline,
+                                      constraints=held) for g in (*groups, "all")}
             for name, held in constraints.items()}
 
 

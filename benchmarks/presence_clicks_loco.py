@@ -2,9 +2,12 @@
 rtsam.benchmark_interactive.box_variants and 3 simulated clicks on the held-out group's cases (the check
 cases, the demo 4DCT and the inserted nodules, under the "all" rule), each against presence off.
 
-    PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks] [--groups G...]
+    PYTHONPATH=.:benchmarks python benchmarks/presence_clicks_loco.py [--folds plain|with_checks] [--groups G...] \
+        [--source REPORT] [--phantom MANIFEST] [--out F]
 writes benchmarks/results/presence_clicks_loco_<folds>.json (``--groups``: re-runs those groups' cases only,
-keeping the other cases' results).
+keeping the other cases' results). ``--source``: the report holding the folds' ``presence_folds``
+(default loco_tune.json; presence_phantom_loco.json for the eight-patient folds, with ``--phantom`` adding
+benchmarks/lung_phantom.py's four patients as cases).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from loco_cases import all_cases, check_cases, nodule_check_cases, parsed_with_cache
+from loco_cases import all_cases, check_cases, nodule_check_cases, parsed_with_cache, phantom_cases
 from rtsam.benchmark_interactive import box_variants, run_interactive
 from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
@@ -41,11 +44,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--folds", default="plain", choices=("plain", "with_checks"))
     parser.add_argument("--groups", nargs="*", help="re-run only these groups (lung2, ..., demo_4dct, nodules)")
+    parser.add_argument("--source", type=Path, default=RESULTS / "loco_tune.json", help="the report of the folds")
+    parser.add_argument("--phantom", type=Path, help="the lung phantom's manifest: its patients are cases too")
+    parser.add_argument("--out", type=Path, help="default: results/presence_clicks_loco_<folds>.json")
     args = parsed_with_cache(parser)
-    folds = json.loads((RESULTS / "loco_tune.json").read_text())["presence_folds"][args.folds]
-    out_path = RESULTS / f"presence_clicks_loco_{args.folds}.json"
+    folds = json.loads(args.source.read_text())["presence_folds"][args.folds]
+    out_path = args.out or RESULTS / f"presence_clicks_loco_{args.folds}.json"
     report = json.loads(out_path.read_text()) if args.groups and out_path.exists() else {}
-    for name, case in {**all_cases(), **check_cases(), **nodule_check_cases()}.items():
+    cases = {**all_cases(), **check_cases(), **nodule_check_cases(),
+             **(phantom_cases(args.phantom) if args.phantom else {})}
+    for name, case in cases.items():
         if args.groups and case["group"] not in args.groups:
             continue
         fold = folds.get(case["group"], folds["all"])
