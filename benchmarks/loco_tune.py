@@ -148,13 +148,13 @@ def choose_quality(cases: list[dict]) -> tuple[str, float]:
     return term, max(QUALITY_THRESHOLDS, key=balanced)
 
 
-def quality_folds(cases: list[dict]) -> dict:
-    folds = {g: choose_quality([c for c in cases if c["group"] != g]) for g in CASES}
+def quality_folds(cases: list[dict], groups=CASES) -> dict:
+    folds = {g: choose_quality([c for c in cases if c["group"] != g]) for g in groups}
     folds["all"] = choose_quality(cases)
     return folds
 
 
-def quality_report(cases: list[dict], folds: dict) -> dict:
+def quality_report(cases: list[dict], folds: dict, groups=CASES) -> dict:
     """Pooled Spearman rho of each step's held-out quality against Dice, and the flags."""
     quality, dice, flagged = [], [], []
     for case in cases:
@@ -168,7 +168,7 @@ def quality_report(cases: list[dict], folds: dict) -> dict:
             "failures": int(failed.sum()), "failures_flagged": int((failed & flagged).sum()),
             "successes_flagged": int((~failed & flagged).sum()),
             "held_out_rho_per_group": {g: round(group_rho([c for c in cases if c["group"] == g], folds[g][0])[g], 3)
-                                       for g in CASES},
+                                       for g in groups},
             "per_term_rho_all_steps": {t: round(float(spearmanr([s["terms"][t] for s in steps_of(cases)], dice)[0]), 3)
                                        for t in QUALITY_TERMS},
             "per_term_rho_per_group": {t: {g: round(r, 3) for g, r in group_rho(cases, t).items()} for t in QUALITY_TERMS}}
