@@ -35,8 +35,8 @@ def main() -> None:
     by_group = {g: {n: c for n, c in records.items() if c["group"] == g} for g in groups}
     report = {"groups": groups,
               "feature_auc": {g: feature_auc(cases) for g, cases in by_group.items()},
-              "shipped_rule_on_phantom": {g: {"off": score(phantom, [g], None), "on": score(phantom, [g], PRESENCE_RULE)}
-                                          for g in sorted(phantom)},
+              "shipped_rule_on_phantom": {c: {"off": score(phantom, [c], None),
+                                              "on": score(phantom, [c], PRESENCE_RULE)} for c in sorted(phantom)},
               "presence_folds": {name: presence_report(records, checks, f) for name, f in folds.items()}}
     (RESULTS / "presence_phantom_loco.json").write_text(json.dumps(to_jsonable(report), indent=1))
     for name, fold in report["presence_folds"].items():
@@ -44,8 +44,8 @@ def main() -> None:
         for group, r in fold.items():
             if r["held_out"]:
                 off, on = r["held_out_off"], r["held_out"]
-                print(f"  {group:8} box-only {off['dice']:.3f} -> {on['dice']:.3f}, margin empty {on['empty_rate']:.2f}, "
-                      f"lesion slices lost {on['lesion_lost']}: {r['rule']}")
+                print(f"  {group:8} box-only {off['dice']:.3f} -> {on['dice']:.3f}, margin empty "
+                      f"{on['empty_rate']:.2f}, lesion slices lost {on['lesion_lost']}: {r['rule']}")
             else:
                 print(f"  {group:8} {r['rule']}")
 
