@@ -15,6 +15,7 @@ import numpy as np
 
 from rtsam.engines.litemedsam import QUALITY_TERM
 from rtsam.engines.litemedsam_evidence import PRESENCE_FEATURES, result_quality
+from rtsam.engines.litemedsam_prep import seed_slice
 from rtsam.engines.litemedsam_presence import PresenceRule
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.0, 0.96, 0.05)]
@@ -33,7 +34,7 @@ def middle_slice(run: dict) -> int:
     k0, k1 = min(ks), max(ks)
     lo, hi = run["k_box"]
     hi = min(hi, k1) if math.floor(hi + 1e-6) > k1 else hi
-    return int(np.clip(round((max(lo, 0.0) + hi) / 2), k0, k1))
+    return seed_slice((max(lo, 0.0) + hi) / 2, k0, k1)
 
 
 def replay(run: dict, truth_total: int, rule: PresenceRule | None, slice_mm: float = 1.0) -> dict:

@@ -2,7 +2,8 @@
 lesions (loco_tune.py's click runs, results/loco_tune_interactive.json) and the four lung tumours of
 benchmarks/lung_phantom.py as groups.
 
-    PYTHONPATH=.:benchmarks python benchmarks/quality_phantom_loco.py collect --phantom MANIFEST [--clicks 10]
+    PYTHONPATH=.:benchmarks python benchmarks/quality_phantom_loco.py collect --phantom MANIFEST [--clicks 10] \
+        [--cases pat1 ...]
     PYTHONPATH=.:benchmarks python benchmarks/quality_phantom_loco.py choose
 ``collect`` runs the protocol (every box, ``--clicks`` clicks, each step's quality terms) on the phantom's
 patients with the engine as shipped into results/quality_phantom_runs.json; ``choose`` picks term and
@@ -25,11 +26,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "quality_phantom_runs.json"
 
 
-def collect(manifest: Path, clicks: int) -> None:
-    runs = []
+def collect(manifest: Path, clicks: int, only: list[str] | None) -> None:
+    """The protocol on the phantom's patients (``only``: these, keeping the others' saved runs)."""
+    runs = json.loads(RUNS.read_text()) if only and RUNS.exists() else []
     for name, case in phantom_cases(manifest).items():
-        runs.append(click_runs({"name": name, **case}, load_engine("litemedsam"), clicks))
-        RUNS.write_text(json.dumps(to_jsonable(runs)))
+        if only and name not in only:
+            continue
+        runs = [r for r in runs if r["name"] != name] + [click_runs({"name": name, **case}, load_engine("litemedsam"),
+                                                                    clicks)]
+        RUNS.write_text(json.dumps(to_jsonable(sorted(runs, key=lambda r: r["name"]))))
 
 
 def choose() -> None:
@@ -48,11 +53,12 @@ def main() -> None:
     parser.add_argument("command", choices=("collect", "choose"))
     parser.add_argument("--phantom", type=Path, help="collect: the lung phantom's manifest")
     parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--cases", nargs="*", help="collect: only these patients (pat1, ...)")
     args = parsed_with_cache(parser)
     if args.command == "collect":
         if args.phantom is None:
             parser.error("collect needs --phantom MANIFEST")
-        collect(args.phantom, args.clicks)
+        collect(args.phantom, args.clicks, args.cases)
     else:
         choose()
 

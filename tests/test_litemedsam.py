@@ -414,3 +414,15 @@ def test_a_positive_click_on_the_emptied_end_slice_does_not_fill_the_neighbours_
     assert overlap[0] > overlap[1] + 0.2  # slice Dice
     others = [z for z in range(truth.shape[0]) if z != 8]
     assert np.array_equal(limited[others], filled[others])
+
+
+@pytest.mark.parametrize("margin_mm", [0.0, 3.0, 5.0, 10.0])
+def test_the_seed_slice_does_not_depend_on_float_noise_in_the_slice_spacing(margin_mm):
+    """A 26-slice lesion's box centre lies half way between two slices. With the slice spacing pydicom gives
+    for the lung phantom's pat1 (2.9999999999998486 mm) the seed used to be one slice lower than with 3.0 mm."""
+    middles = set()
+    for spacing in (3.0, 2.9999999999998486):
+        label = Volume(np.zeros((60, 8, 8), np.uint8), (0.977, 0.977, spacing), (-124.5, -29.8, -100.4000015))
+        label.array[17:43, 2:6, 2:6] = 1
+        middles.add(SlicePlan.build(label, Prompt(box_lps=box_from_label(label, margin_mm))).middle)
+    assert middles == {30}

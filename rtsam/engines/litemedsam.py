@@ -85,7 +85,7 @@ on average, and 6 small nodules inserted into lung2's lung (checks) gain 0.753 -
 margin slices empty (benchmarks/presence_clicks_loco.py). Reading the z-extent off
 coronal/sagittal reformats did no better (65% held out, brain1 -0.23 Dice; benchmarks/views_loco.py).
 Re-chosen over eight patients (the four lesions and four real lung tumours, benchmarks/presence_phantom_loco.py):
-85% of margin slices empty held out, but at 3 clicks 7 of 60 runs lose more than 0.02 (pat2's 5 mm box 0.487 ->
+85% of margin slices empty held out, but at 3 clicks 9 of 60 runs lose more than 0.02 (pat2's 5 mm box 0.487 ->
 0.392); the embedding gap tells the tumours' lesion from margin slices with AUC 0.39-0.89.
 PRESENCE_RULE is the rule chosen on all four groups with the demo's 4DCT reference phase as a
 constraint (so that phase is not a check for it; chosen with the earlier CT window rule). With the
@@ -112,7 +112,7 @@ Term and threshold are chosen by benchmarks/loco_tune.py: every leave-one-lesion
 this term (the best worst within-lesion Spearman rho), held-out rho lung2 0.62, brain1 0.80, brain2
 0.66, breast1 0.82, pooled 0.68 over 440 steps.
 Over eight patients (benchmarks/quality_phantom_loco.py) the folds switch to IoU x contrast, since no term
-ranks one tumour's results (all Dice 0.51-0.61); over all 660 steps this term ranks better: rho 0.80 against 0.71.
+ranks one tumour's results (all Dice 0.50-0.61); over all 660 steps this term ranks better: rho 0.80 against 0.71.
 
 Per-slice image embeddings are cached in the context (LRU bound), so a new click only re-runs
 the prompt encoder and mask decoder (three times on the clicked slice).
@@ -134,7 +134,7 @@ from .litemedsam_evidence import (QUALITY_TERMS, SeedModel, SeedPrototype, contr
                                   slice_evidence)
 from .litemedsam_prep import (CT_WINDOWS, Letterbox, ZoomRule, box_voxel_extent, central_blobs_erased, click_pixel,
                               clip_box, detect_modality, distance_to, intensity_window, mask_box, outside_box_cleared,
-                              slice_extent, unhonoured_clicks_painted)
+                              seed_slice, slice_extent, unhonoured_clicks_painted)
 from .litemedsam_load import load_model
 from .litemedsam_presence import PresenceRule, PresenceWalk
 from .registry import weights_label
@@ -205,7 +205,7 @@ class SlicePlan:
                 lo = np.minimum(lo, [i - BOX_PAD_PX, j - BOX_PAD_PX, k])
                 hi = np.maximum(hi, [i + BOX_PAD_PX, j + BOX_PAD_PX, k])
         extent = slice_extent(image, lo, hi)
-        middle = int(np.clip(round(extent.centre), extent.k0, extent.k1))
+        middle = seed_slice(extent.centre, extent.k0, extent.k1)
         return cls(extent.box, (extent.k0, extent.k1), middle, points)
 
     def order(self) -> list[tuple[int, int | None]]:
