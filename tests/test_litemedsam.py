@@ -426,3 +426,17 @@ def test_the_seed_slice_does_not_depend_on_float_noise_in_the_slice_spacing(marg
         label.array[17:43, 2:6, 2:6] = 1
         middles.add(SlicePlan.build(label, Prompt(box_lps=box_from_label(label, margin_mm))).middle)
     assert middles == {30}
+
+
+def test_a_box_thinner_than_a_slice_half_way_between_two_gets_the_same_slice_under_float_noise():
+    """A thin box at the centre of the 26-slice box above, half way between slices 29 and 30; with this origin
+    float noise puts its centre at k = 29.499999999999993, which used to give slice 29."""
+    slices = set()
+    for spacing in (3.0, 2.9999999999998486):
+        label = Volume(np.zeros((60, 8, 8), np.uint8), (0.977, 0.977, spacing), (-124.5, -29.8, -49.4))
+        label.array[17:43, 2:6, 2:6] = 1
+        box = box_from_label(label, 0.0)
+        z = box[:, 2].mean()
+        box[:, 2] = z - 0.2, z + 0.2
+        slices.add(SlicePlan.build(label, Prompt(box_lps=box)).k_range)
+    assert slices == {(30, 30)}

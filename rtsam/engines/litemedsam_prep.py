@@ -175,7 +175,7 @@ def slice_extent(image: Volume, lo: np.ndarray, hi: np.ndarray) -> SliceExtent:
     k0, k1 = math.ceil(lo[2] - 1e-6), math.floor(hi[2] + 1e-6)
     centre = (lo[2] + hi[2]) / 2
     if k1 < k0:
-        k0 = k1 = int(np.clip(round(centre), 0, n_k - 1))
+        k0 = k1 = seed_slice(centre, 0, n_k - 1)
     return SliceExtent(k0, k1, np.array([lo[0], lo[1], hi[0], hi[1]]), float(centre))
 
 
