@@ -11,11 +11,13 @@ mean Dice at 3 clicks among the values that cost no case and box of theirs more 
 baseline (ties: the baseline). ``--presence on``: with the engine's PRESENCE_RULE. Writes
 benchmarks/results/option_loco_<option>[_presence].json (or ``--out``).
 
-``--phantom MANIFEST`` adds the four real lung tumours of benchmarks/lung_phantom.py as tuning groups (one
-per patient, so every fold holds out one patient of eight); ``--reuse REPORT...`` takes the runs earlier
-reports hold (per case, box and value) instead of running them again:
+``--set NAME=JSON`` fixes another engine option for every value (``--set untightened_margin=null``: the
+tightened or the untightened result alone). ``--phantom MANIFEST`` adds the four real lung tumours of
+benchmarks/lung_phantom.py as tuning groups (one per patient, so every fold holds out one patient of
+eight); ``--reuse REPORT...`` takes the runs earlier reports hold (per case, box and value) instead of
+running them again:
 
-    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1 \
+    PYTHONPATH=.:benchmarks python benchmarks/option_loco.py tighten_steps 2 0 1 --set untightened_margin=null \
         --phantom /tmp/phantom/manifest.json --reuse benchmarks/results/option_loco_tighten_steps.json \
         --out benchmarks/results/option_loco_tighten_steps_8.json
 """
@@ -41,10 +43,10 @@ def value_of(text: str):
     return None if text.lower() == "none" else json.loads(text)
 
 
-def protocol(option: str, value, cases: dict, presence, done: dict) -> dict:
-    """{(case, box): run summary} with the engine's ``option`` at ``value`` (and ``presence``); the Dice
-    lists ``done`` holds for (case, box, value) are taken, not run again."""
-    engine = load_engine("litemedsam", device="cpu", presence=presence, **{option: value})
+def protocol(option: str, value, cases: dict, presence, done: dict, fixed: dict) -> dict:
+    """{(case, box): run summary} with the engine's ``option`` at ``value`` (and ``presence`` and the
+    ``fixed`` options); the Dice lists ``done`` holds for (case, box, value) are taken, not run again."""
+    engine = load_engine("litemedsam", device="cpu", presence=presence, **fixed, **{option: value})
     runs = {}
     for name, case in cases.items():
         for box_name, box in {**box_variants(case["label"]), **case.get("boxes", {})}.items():
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("option", help="a LiteMedSAMEngine keyword argument")
     parser.add_argument("values", nargs="+", help="JSON values (or none), the baseline first")
     parser.add_argument("--presence", choices=("off", "on"), default="off", help="on: the engine's PRESENCE_RULE")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=JSON", help="other engine options, fixed")
     parser.add_argument("--phantom", type=Path, help="manifest of benchmarks/lung_phantom.py: four more tuning groups")
     parser.add_argument("--reuse", nargs="*", type=Path, default=[], help="earlier reports whose runs are taken")
     parser.add_argument("--out", type=Path, help="report to write")
@@ -90,7 +93,8 @@ def main() -> None:
     presence = PRESENCE_RULE if args.presence == "on" else None
     done = {(run["case"], run["box"], value): dice for report in args.reuse
             for run in json.loads(report.read_text())["runs"] for value, dice in run["by_value"].items()}
-    results = [(value, protocol(args.option, value, cases, presence, done)) for value in map(value_of, args.values)]
+    fixed = {name: value_of(text) for name, text in (item.split("=", 1) for item in args.set)}
+    results = [(value, protocol(args.option, value, cases, presence, done, fixed)) for value in map(value_of, args.values)]
     folds = {held: choose(results, [g for g in groups if g != held]) for held in groups}
     folds["all"] = choose(results, groups)
     by_value = {json.dumps(v): runs for v, runs in results}
@@ -98,7 +102,7 @@ def main() -> None:
               "baseline": run["dice"], "held_out": by_value[json.dumps(folds.get(run["group"], folds["all"]))][(name, box)]["dice"],
               "by_value": {value: runs[(name, box)]["dice"] for value, runs in by_value.items()}}
              for (name, box), run in results[0][1].items()]
-    report = {"option": args.option, "presence": args.presence, "values": [v for v, _ in results], "folds": folds,
+    report = {"option": args.option, "presence": args.presence, "fixed": fixed, "values": [v for v, _ in results], "folds": folds,
               "runs": table}
     suffix = "_presence" if presence else ""
     (args.out or RESULTS / f"option_loco_{args.option}{suffix}.json").write_text(json.dumps(report, indent=1))

@@ -5,7 +5,7 @@ from scipy import ndimage
 
 from rtsam.benchmark_interactive import box_from_label, run_interactive
 from rtsam.engines.base import Click, Prompt
-from rtsam.engines.litemedsam import END_CLICK_AREA, ERASE_CENTRAL, PRESENCE_RULE, SlicePlan
+from rtsam.engines.litemedsam import END_CLICK_AREA, ERASE_CENTRAL, PRESENCE_RULE, UNTIGHTENED_MARGIN, SlicePlan
 from rtsam.engines.litemedsam_prep import (Letterbox, ZoomRule, central_blobs_erased, detect_modality,
                                           unhonoured_clicks_painted, zoom_region)
 from rtsam.engines.litemedsam_presence import PresenceRule
@@ -114,8 +114,8 @@ def test_result_geometry_cache_and_progress(lung, engine):
     assert result.mask.same_grid(image) and result.mask.array.dtype == np.uint8
     assert result.probability.array.dtype == np.float32 and 0 < result.quality <= 1
     k_in = np.flatnonzero(result.mask.array.any(axis=(1, 2)))
-    # CT auto: one progress step per slice in each window's pass, rising to 1
-    assert k_in.min() >= 0 and len(seen) == len(context.cached_slices) and seen[-1] == 1.0
+    # CT auto: one progress step per slice in each variant's pass (two windows, tightened or not), rising to 1
+    assert k_in.min() >= 0 and len(seen) == 2 * len(context.cached_slices) and seen[-1] == 1.0
     assert seen == sorted(seen) and seen[len(seen) // 2 - 1] == 0.5
     assert "embed_ms" in result.timings_ms and "decode_ms" in result.timings_ms
     # A click re-runs only the decoder: no new embedding.
@@ -205,6 +205,28 @@ def test_tightening_fixes_loose_box_overfill_but_not_fitted_boxes(brain, engine)
     assert np.allclose(fitted.state["slices"][plan.middle][1], plan.box)  # the user box, untouched
     untightened = load_engine("litemedsam", tighten_steps=0).open(image).predict(Prompt(box_lps=box))
     assert np.array_equal(untightened.mask.array, fitted.mask.array)  # tighten_steps=0: no tightening
+
+
+def test_untightened_result_kept_when_its_quality_is_higher_by_the_margin(lung):
+    """A new box is predicted tightened and untightened; the result of higher quality, the untightened one
+    handicapped by untightened_margin, is the result of that variant alone, and a click keeps the choice."""
+    image, label = (slab(v, 6, 10) for v in lung)
+    box = box_from_label(label, 5.0)
+    alone = {steps: load_engine("litemedsam", ct_window="lung", tighten_steps=steps, untightened_margin=None)
+             .open(image).predict(Prompt(box_lps=box)) for steps in (2, 0)}
+    assert not np.array_equal(alone[0].mask.array, alone[2].mask.array)
+    for margin in (-1.0, 1.0, UNTIGHTENED_MARGIN):  # always untightened, never, the engine's
+        context = load_engine("litemedsam", ct_window="lung", untightened_margin=margin).open(image)
+        result = context.predict(Prompt(box_lps=box))
+        steps = 0 if alone[0].quality > alone[2].quality + margin else 2
+        assert result.state["tighten_steps"] == steps and result.quality == pytest.approx(alone[steps].quality)
+        assert np.array_equal(result.mask.array, alone[steps].mask.array)
+    centre = image.ijk_to_lps(np.argwhere(label.array > 0).mean(axis=0)[::-1])
+    clicked = context.predict(Prompt(box_lps=box, clicks=[Click(tuple(centre))]), previous=result)
+    assert clicked.state["tighten_steps"] == result.state["tighten_steps"]
+    seen = []  # a fitted box is never tightened: one pass, nothing to choose
+    fitted = context.predict(Prompt(box_lps=box, box_fitted=True), progress=lambda f, m: seen.append(f))
+    assert fitted.state["tighten_steps"] == 2 and len(seen) == len(fitted.state["slices"])
 
 
 @pytest.mark.parametrize("case", ["brain2", "lung"])

@@ -11,7 +11,11 @@ brain1 box-only Dice 0.68 -> 0.85 (lung2 0.83 -> 0.82). Propagation uses the unt
 Leave-one-lesion-out (benchmarks/option_loco.py, 3 clicks) every fold keeps 2 steps against 0 or 1
 from 2 as the baseline, but keeps 0 from 0: single runs lose up to 0.15 and the demo 4DCT 0.04.
 A box fitted to a known segmentation (``Prompt.box_fitted``, as ITV propagation makes them) is
-not tightened: on the lung2 4DCT test ITV Dice fell from 0.86 to 0.80 with it.
+not tightened: on the lung2 4DCT test ITV Dice fell from 0.86 to 0.80 with it. Tightening shrinks
+a large tumour LiteMedSAM under-segments further (the phantom's pat1: box-only 0.60 untightened, 0.51
+tightened), so a new box's result is also taken untightened (from the same first decodes) and kept when
+its quality beats the tightened one's by more than UNTIGHTENED_MARGIN (benchmarks/tighten_choice_loco.py:
+every fold of eight patients picks 0.01; no lesion's result changes).
 
 Clicks (LPS mm) land on their nearest slice as SAM point prompts (positive/negative). A
 positive click outside the box also extends the box (in-plane and in k) to include it; on its
@@ -151,6 +155,9 @@ QUALITY_TERM, QUALITY_AT_LOW = "iou_x_stability_x_contrast", 0.40
 # the blob's deepest point) erases the blob; None: never. Chosen by benchmarks/option_loco.py.
 ERASE_CENTRAL = 0.5
 TIGHTEN_PAD = 2.0  # 256-grid pixels around a mask box when tightening (within MedSAM's box jitter)
+# A new box's result is also taken untightened, and kept when its quality beats the tightened result's by more
+# than this (None: always tightened). Chosen by benchmarks/tighten_choice_loco.py.
+UNTIGHTENED_MARGIN = 0.01
 # A positive click on the object's outermost slice, where the previous result held less than this times the
 # inward neighbour's mask, decodes in a square box of that area around the click when it would cover more
 # (kept when it stands out more); None: never. Chosen by benchmarks/option_loco.py.
@@ -164,7 +171,8 @@ class LiteMedSAMEngine(Engine):
                  modality: str | None = None, cache_slices: int = 48, ct_window: str = "auto",
                  presence: PresenceRule | None = None, quality_term: str = QUALITY_TERM,
                  erase_central: float | None = ERASE_CENTRAL, tighten_steps: int = TIGHTEN_STEPS,
-                 end_click_area: float | None = END_CLICK_AREA, zoom: ZoomRule | None = None):
+                 end_click_area: float | None = END_CLICK_AREA, zoom: ZoomRule | None = None,
+                 untightened_margin: float | None = UNTIGHTENED_MARGIN):
         if ct_window != "auto" and ct_window not in CT_WINDOWS:
             raise InputError(f"ct_window must be auto or one of {', '.join(CT_WINDOWS)}, got {ct_window!r}")
         super().__init__(weights_label(weights), device)
@@ -173,7 +181,7 @@ class LiteMedSAMEngine(Engine):
         if quality_term not in QUALITY_TERMS:
             raise InputError(f"quality_term must be one of {', '.join(QUALITY_TERMS)}")
         self.presence, self.quality_term, self.erase_central = presence, quality_term, erase_central
-        self.tighten_steps = int(tighten_steps)
+        self.tighten_steps, self.untightened_margin = int(tighten_steps), untightened_margin
         self.end_click_area, self.zoom = end_click_area, zoom
         self.cache_slices = int(cache_slices)
         self.model = load_model(weights, device)
@@ -286,6 +294,8 @@ class LiteMedSAMContext(SliceWiseContext):
         super().__init__(engine, image)
         self.modality = (engine.modality or detect_modality(image)).upper()
         self.window_name = None  # CT: chosen from each prompt's box (auto) or fixed by the engine
+        self.tighten_steps = engine.tighten_steps  # of the variant being predicted
+        self.box_decodes: dict[tuple, tuple] = {}  # (window, slice, box) -> box-only decode, per prompt
         self.window = None if self.modality == "CT" else intensity_window(image, self.modality)
         self.letterbox = Letterbox(tuple(image.array.shape[1:]))  # per prompt with the engine's zoom rule
         with torch.inference_mode():  # the decoder's positional encoding: the same for every decode
@@ -327,41 +337,62 @@ class LiteMedSAMContext(SliceWiseContext):
 
     def predict(self, prompt: Prompt, previous: SegmentationResult | None = None,
                 progress=None, cancel=None) -> SegmentationResult:
-        """The prompt's result. CT: in the engine's fixed window, the one kept from ``previous`` (same
-        box), or (auto) predicted under each of CT_WINDOWS, keeping the result of higher quality. That
-        choice is made without the presence rule, which then runs in the chosen window: cutting a
-        window's doubtful slices raises its quality, and chose the worse window on the demo's 4DCT.
-        The rule is the prompt's presence choice ("on": PRESENCE_RULE, "off": none), else the engine's."""
+        """The prompt's result. A new box is predicted in every variant (CT: under each of CT_WINDOWS, or
+        the engine's fixed window; tightened, and with the engine's untightened_margin also untightened),
+        keeping the result of highest quality, untightened ones handicapped by that margin; a prompt on
+        the same box as ``previous`` keeps its variant. That choice is made without the presence rule,
+        which then runs in the chosen variant: cutting doubtful slices raises a result's quality, and
+        chose the worse window on the demo's 4DCT. The rule is the prompt's presence choice ("on":
+        PRESENCE_RULE, "off": none), else the engine's."""
         prompt.validate_against(self.image)
         rule = {None: self.engine.presence, "on": PRESENCE_RULE, "off": None}[prompt.presence]
         self.letterbox = self.letterbox_for(prompt)
+        self.box_decodes = {}
         kept = _kept_slices(previous, prompt, rule, self.letterbox)
-        if self.modality != "CT":
-            result = self.predict_in_window(prompt, previous, kept, None, progress, cancel, rule)
-        elif self.engine.ct_window != "auto":
-            self.use_window(self.engine.ct_window)
-            result = self.predict_in_window(prompt, previous, kept, {"name": self.engine.ct_window}, progress, cancel,
-                                            rule)
-        elif kept and previous.state.get("window"):
-            self.use_window(previous.state["window"]["name"])
-            result = self.predict_in_window(prompt, previous, kept, previous.state["window"], progress, cancel, rule)
+        variants = self.variants(prompt, previous if kept else None)
+        if len(variants) == 1:
+            result = self.predict_variant(variants[0], prompt, previous, kept, progress, cancel, rule)
+            if kept and previous.state.get("window"):
+                result.state["window"] = previous.state["window"]
         else:
-            passes = len(CT_WINDOWS) + (rule is not None)
-            results = {}
-            for n, name in enumerate(CT_WINDOWS):
-                self.use_window(name)
-                results[name] = self.predict_in_window(prompt, previous, kept, None, _part(progress, n, passes),
-                                                       cancel, None)
-            name = max(results, key=lambda w: results[w].quality)
-            self.use_window(name)
-            window = {"name": name, "quality": {w: round(r.quality, 4) for w, r in results.items()}}
-            result = results[name]
-            result.state["window"] = window
+            passes = len(variants) + (rule is not None)
+            results = {v: self.predict_variant(v, prompt, previous, kept, _part(progress, n, passes), cancel, None)
+                       for n, v in enumerate(variants)}
+            margin = self.engine.untightened_margin or 0.0
+            chosen = max(results, key=lambda v: results[v].quality - (margin if v[1] < self.engine.tighten_steps
+                                                                       else 0.0))
+            result = results[chosen]
             if rule is not None:
-                result = self.predict_in_window(prompt, previous, kept, window, _part(progress, passes - 1, passes),
-                                                cancel, rule)
+                result = self.predict_variant(chosen, prompt, previous, kept, _part(progress, passes - 1, passes),
+                                              cancel, rule)
+            if self.modality == "CT" and self.engine.ct_window == "auto":
+                result.state["window"]["quality"] = {w: round(r.quality, 4) for (w, steps), r in results.items()
+                                                     if steps == chosen[1]}
         result.state["presence"] = rule
         result.state["letterbox"] = self.letterbox
+        return result
+
+    def variants(self, prompt: Prompt, previous: SegmentationResult | None) -> list[tuple[str | None, int]]:
+        """(CT window or None, tightening steps) pairs to predict in, tightened first: ``previous``'s (a
+        result on the same box) or each of the engine's choices (a fitted box is never tightened)."""
+        if previous is not None:
+            window = previous.state.get("window")
+            return [(window and window["name"], previous.state["tighten_steps"])]
+        windows = [None] if self.modality != "CT" else list(CT_WINDOWS) if self.engine.ct_window == "auto" else [
+            self.engine.ct_window]
+        steps = [self.engine.tighten_steps]
+        if self.engine.untightened_margin is not None and self.engine.tighten_steps and not prompt.box_fitted:
+            steps.append(0)
+        return [(w, n) for n in steps for w in windows]
+
+    def predict_variant(self, variant: tuple[str | None, int], prompt: Prompt, previous: SegmentationResult | None,
+                        kept: dict, progress, cancel, presence: PresenceRule | None) -> SegmentationResult:
+        """``predict_in_window`` in ``variant``'s window and tightening."""
+        window, self.tighten_steps = variant
+        self.use_window(window)
+        result = self.predict_in_window(prompt, previous, kept, None if window is None else {"name": window},
+                                        progress, cancel, presence)
+        result.state["tighten_steps"] = self.tighten_steps
         return result
 
     def letterbox_for(self, prompt: Prompt) -> Letterbox:
@@ -450,10 +481,10 @@ class LiteMedSAMContext(SliceWiseContext):
             if points:
                 logits, iou = self.decode_clicked(emb, box, points, feedback)
             else:
-                logits, iou = self.decode(emb, box, points, None)
+                logits, iou = self.decode_box(k, emb, box)
                 propagated[k] = self.letterbox.probability(logits) > 0.5
                 if before is None and not prompt.box_fitted:
-                    logits, iou, box = self.tightened(emb, logits, iou, box)
+                    logits, iou, box = self.tightened(k, emb, logits, iou, box)
         return logits, box, iou
 
     def end_click_limited(self, k: int, logits: torch.Tensor, box: np.ndarray, iou: float, points,
@@ -510,11 +541,11 @@ class LiteMedSAMContext(SliceWiseContext):
         inside = self.letterbox.probability(logits) > 0.5
         return sum(bool(inside[click_pixel(inside.shape, x, y)]) == positive for x, y, positive in points)
 
-    def tightened(self, embedding: torch.Tensor, logits: torch.Tensor, iou: float, limit: np.ndarray):
-        """(logits, IoU, box) after up to the engine's tighten_steps re-decodes, each with the box of the
+    def tightened(self, k: int, embedding: torch.Tensor, logits: torch.Tensor, iou: float, limit: np.ndarray):
+        """(logits, IoU, box) of slice ``k`` after up to tighten_steps re-decodes, each with the box of the
         previous mask (grown TIGHTEN_PAD 256-grid pixels) inside ``limit``, until that box repeats."""
         box = limit
-        for _ in range(self.engine.tighten_steps):
+        for _ in range(self.tighten_steps):
             grown = mask_box(self.letterbox.probability(logits) > 0.5, TIGHTEN_PAD / self.letterbox.scale)
             if grown is None:
                 break
@@ -522,8 +553,15 @@ class LiteMedSAMContext(SliceWiseContext):
             if np.array_equal(tighter, box):
                 break  # the same box again: the decode would repeat itself
             box = tighter
-            logits, iou = self.decode(embedding, box, [], None)
+            logits, iou = self.decode_box(k, embedding, box)
         return logits, iou, box
+
+    def decode_box(self, k: int, embedding: torch.Tensor, box: np.ndarray):
+        """``decode`` of slice ``k`` with a box alone, once per prompt (the variants of a prompt share them)."""
+        key = (self.window_name, k, tuple(box.tolist()))
+        if key not in self.box_decodes:
+            self.box_decodes[key] = self.decode(embedding, box, [], None)
+        return self.box_decodes[key]
 
     @torch.inference_mode()
     def decode(self, embedding: torch.Tensor, box: np.ndarray, points, mask_logits: torch.Tensor | None):
