@@ -370,6 +370,7 @@ class LiteMedSAMContext(SliceWiseContext):
                                                      if steps == chosen[1]}
         result.state["presence"] = rule
         result.state["letterbox"] = self.letterbox
+        self.box_decodes = {}  # shared by one prompt's variants only
         return result
 
     def variants(self, prompt: Prompt, previous: SegmentationResult | None) -> list[tuple[str | None, int]]:
