@@ -5,9 +5,9 @@ The rule: keep the untightened result when its box-only quality exceeds the tigh
 delta (each picks its CT window as the engine does); the choice then holds through the clicks, as the CT window
 does. ``collect`` records both box-only results of every box of benchmark_interactive.box_variants on every
 case (tuning cases and checks); ``choose`` replays each delta on option_loco.py's 3-click runs of
-``tighten_steps 2 0 1 --set untightened_margin=null`` and chooses it per held-out patient on the other seven: the highest mean Dice at 3
-clicks among the deltas under which no run of theirs loses more than 0.02 against always tightening (ties:
-always tightening). The demo 4DCT and the inserted nodules are checks, scored under the delta chosen on all.
+``tighten_steps 2 0 1 --set untightened_margin=null`` and chooses it per held-out patient on the other seven
+with option_loco.choose: the highest mean Dice at 3 clicks among the deltas under which no run of theirs
+loses more than 0.02 against always tightening (ties: always tightening). The demo 4DCT and the inserted nodules are checks, scored under the delta chosen on all.
 
     PYTHONPATH=.:benchmarks python benchmarks/tighten_choice_loco.py collect --phantom MANIFEST
     PYTHONPATH=.:benchmarks python benchmarks/tighten_choice_loco.py choose \
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from loco_cases import CASES, all_cases, check_cases, nodule_check_cases, parsed_with_cache, phantom_cases
+from option_loco import MAX_LOSS, choose
 from rtsam.benchmark_interactive import box_variants
 from rtsam.engines.base import Prompt
 from rtsam.engines.registry import load_engine
@@ -32,9 +33,8 @@ from rtsam.engines.registry import load_engine
 RESULTS = Path(__file__).resolve().parent / "results"
 BOXES = RESULTS / "tighten_choice_boxes.json"
 STEPS = (2, 0)  # tightened (the baseline), untightened
-DELTAS = (None, 0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05)  # None: always tightened
-MAX_LOSS = 0.02
-AT = 3  # the click step rules are chosen at
+DELTAS = (None, 0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05)  # None: always tightened (the baseline)
+AT = 3  # the click step option_loco.choose judges
 
 
 def collect(phantom: Path) -> dict:
@@ -69,28 +69,17 @@ def replay(boxes: dict, clicks: dict, delta: float | None) -> dict:
             for key, run in clicks.items()}
 
 
-def choose(boxes: dict, clicks: dict, groups: list[str]) -> float | None:
-    baseline = replay(boxes, clicks, None)
-    scored = [(delta, replay(boxes, clicks, delta)) for delta in DELTAS]
-
-    def fine(runs):
-        return all(baseline[k]["dice"][AT] - r["dice"][AT] <= MAX_LOSS for k, r in runs.items() if r["group"] in groups)
-
-    def mean(runs):
-        return round(float(np.mean([r["dice"][AT] for r in runs.values() if r["group"] in groups])), 4)
-    return max(((n, d, runs) for n, (d, runs) in enumerate(scored) if fine(runs)),
-               key=lambda ndr: (mean(ndr[2]), ndr[0] == 0))[1]
-
-
 def report(boxes: dict, clicks: dict) -> dict:
     groups = [*CASES, *sorted({r["group"] for r in clicks.values()} - set(CASES) - {"demo_4dct", "nodules"})]
-    folds = {g: choose(boxes, clicks, [h for h in groups if h != g]) for g in groups}
-    folds["all"] = choose(boxes, clicks, groups)
-    baseline = replay(boxes, clicks, None)
+    scored = [(delta, replay(boxes, clicks, delta)) for delta in DELTAS]
+    folds = {g: choose(scored, [h for h in groups if h != g]) for g in groups}
+    folds["all"] = choose(scored, groups)
+    by_delta = dict(scored)
+    baseline = by_delta[None]
     rows = []
     for key, run in clicks.items():
         delta = folds.get(run["group"], folds["all"])
-        held = replay(boxes, {key: run}, delta)[key]["dice"]
+        held = by_delta[delta][key]["dice"]
         rows.append({"case": key[0], "box": key[1], "group": run["group"], "delta": delta,
                      "steps": chosen_steps(boxes[key[0]]["runs"][key[1]], delta),
                      "baseline": baseline[key]["dice"], "held_out": held})
