@@ -14,6 +14,14 @@ lesion slices (mask mostly on the lesion), over every box of benchmark_interacti
     PYTHONPATH=.:benchmarks python benchmarks/presence_probes.py extent --phantom MANIFEST
     PYTHONPATH=.:benchmarks python benchmarks/presence_probes.py growth --phantom MANIFEST
 
+``footprint``: does the tissue persist. Per propagated box-only slice, the image values under the mask of the
+slice it was propagated from, against those values on that slice: their mean's shift over the seed mask's
+contrast (mean inside - mean in its ring), and how many of them the seed slice's histograms call lesion-like
+(``litemedsam_evidence.SeedModel``), alone and over the same on the source slice. Per patient, the AUC of each
+telling lesion slices (mask mostly on the lesion) from margin slices.
+
+    PYTHONPATH=.:benchmarks python benchmarks/presence_probes.py footprint --phantom MANIFEST
+
 Each writes its part of benchmarks/results/presence_probes.json.
 """
 
@@ -32,6 +40,8 @@ from loco_rules import candidate_rules, choose_presence, group_scores, score
 from rtsam.benchmark_interactive import box_variants
 from rtsam.cli.common import to_jsonable
 from rtsam.engines.base import Prompt
+from rtsam.engines.litemedsam import SlicePlan
+from rtsam.engines.litemedsam_evidence import SeedModel, inside_and_ring
 from rtsam.engines.litemedsam_presence import PresenceRule
 from rtsam.engines.registry import load_engine
 
@@ -141,14 +151,66 @@ def growth(phantom: Path) -> dict:
     return {"growths": GROWTHS, "auc_margin_above_lesion": auc, "slices": rows}
 
 
+def footprint_cues(image, masks: np.ndarray, k: int, source: int, seed: int, model: SeedModel) -> dict:
+    """The footprint cues of slice ``k`` propagated from ``source`` (``masks``: the result's; higher: more present)."""
+    under = masks[source]
+    now, before = image.array[k][under].astype(float), image.array[source][under].astype(float)
+    inside, ring = inside_and_ring(image.array[seed], masks[seed], image.spacing[:2])
+    step = abs(inside.mean() - ring.mean())
+    before_like = model.likeness(before)
+    return {"footprint_kept": 1.0 - min(abs(now.mean() - before.mean()) / max(step, 1e-6), 1.0),
+            "footprint_likeness": model.likeness(now),
+            "footprint_persistence": min(model.likeness(now) / max(before_like, 1e-6), 1.0)}
+
+
+def footprint_rows(engine, name: str, case: dict) -> list[dict]:
+    """Per box and propagated box-only slice whose source has a mask: its kind and footprint cues."""
+    image, truth = case["image"], case["label"].array > 0
+    context = engine.open(image)
+    rows = []
+    for box_name, box in box_variants(case["label"]).items():
+        prompt = Prompt(box_lps=box)
+        masks = context.predict(prompt).mask.array > 0
+        order = SlicePlan.build(image, prompt).order()
+        seed = order[0][0]
+        model = SeedModel.of(image.array[seed], masks[seed], image.spacing[:2])
+        for k, source in order[1:]:
+            area = np.count_nonzero(masks[k])
+            if model is None or not area or np.count_nonzero(masks[source]) < 4:
+                continue
+            rows.append({"case": name, "group": case["group"], "box": box_name, "k": int(k), "area": int(area),
+                         "kind": "margin" if not truth[k].any() else
+                         "lesion" if np.count_nonzero(truth[k] & masks[k]) > area / 2 else "other",
+                         **footprint_cues(image, masks, k, source, seed, model)})
+        print(name, box_name, flush=True)
+    return rows
+
+
+def footprint(phantom: Path) -> dict:
+    engine = load_engine("litemedsam", device="cpu")
+    cases = {**all_cases(), **phantom_cases(phantom)}
+    rows = [row for name, case in cases.items() for row in footprint_rows(engine, name, case)]
+    cues = ("footprint_kept", "footprint_likeness", "footprint_persistence")
+    auc = {}
+    for group in dict.fromkeys(c["group"] for c in cases.values()):
+        mine = [r for r in rows if r["group"] == group]
+        margin = [r for r in mine if r["kind"] == "margin"]
+        lesion = [r for r in mine if r["kind"] == "lesion"]
+        auc[group] = {"margin_slices": len(margin), "lesion_slices": len(lesion),
+                      **{cue: round(float(np.mean([(s[cue] > m[cue]) + 0.5 * (s[cue] == m[cue])
+                                                   for m in margin for s in lesion])), 3) for cue in cues}}
+        print(group, auc[group], flush=True)
+    return {"auc_lesion_above_margin": auc, "slices": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=("extent", "growth"))
+    parser.add_argument("probe", choices=("extent", "growth", "footprint"))
     parser.add_argument("--phantom", type=Path, required=True, help="manifest of benchmarks/lung_phantom.py")
     args = parsed_with_cache(parser)
     out = RESULTS / "presence_probes.json"
     report = json.loads(out.read_text()) if out.exists() else {}
-    report[args.probe] = extent(args.phantom) if args.probe == "extent" else growth(args.phantom)
+    report[args.probe] = {"extent": extent, "growth": growth, "footprint": footprint}[args.probe](args.phantom)
     out.write_text(json.dumps(to_jsonable(report), indent=1))
 
 
