@@ -141,5 +141,5 @@ def test_zoom_option_builds_the_engine_rule():
 
     for command in (["segment", "i.nrrd", "--out", "o.nrrd"], ["benchmark", "interactive", "--image", "i.nrrd"]):
         args = build_parser().parse_args([*command, "--zoom-below-px", "20"])
-        assert engine_options(args) == {"zoom": ZoomRule(below_px=20.0)}
+        assert engine_options(args) == {"zoom": ZoomRule(below_px=20.0, by_quality=True, ct_only=True)}
         assert "zoom" not in engine_options(build_parser().parse_args(command))

@@ -144,6 +144,30 @@ def test_a_zoomed_box_is_seen_in_its_region_and_clicks_reuse_its_embeddings(lung
     assert whole.predict(Prompt(box_lps=box)).state["letterbox"].region is None
 
 
+@pytest.mark.parametrize("factor, better", [(2.0, "zoomed"), (5.0, "whole")])
+def test_a_zoom_by_quality_keeps_the_view_of_higher_quality_and_clicks_keep_it(lung, factor, better):
+    """With ``by_quality`` a new small box is predicted whole and zoomed, and the result is that of the view of
+    higher quality (each as an engine seeing only that view gives it); a click keeps the view; with ``ct_only``
+    an MR image is always seen whole."""
+    image, label = (slab(v, 6, 9) for v in lung)
+    box = Prompt(box_lps=box_from_label(label, 0.0))
+    alone = {name: load_engine("litemedsam", ct_window="lung", zoom=zoom).open(image).predict(box)
+             for name, zoom in (("whole", None), ("zoomed", ZoomRule(below_px=1000.0, factor=factor)))}
+    assert max(alone, key=lambda name: alone[name].quality) == better  # each view wins in one case
+    rule = ZoomRule(below_px=1000.0, factor=factor, by_quality=True, ct_only=True)
+    context = load_engine("litemedsam", ct_window="lung", zoom=rule).open(image)
+    seen = []
+    result = context.predict(box, progress=lambda f, m: seen.append(f))
+    better = alone[better]
+    assert result.state["letterbox"] == better.state["letterbox"] and result.quality == pytest.approx(better.quality)
+    assert np.array_equal(result.mask.array, better.mask.array) and seen[-1] == 1.0 and seen == sorted(seen)
+    centre = image.ijk_to_lps(np.argwhere(label.array > 0).mean(axis=0)[::-1])
+    clicked = context.predict(Prompt(box_lps=box.box_lps, clicks=[Click(tuple(centre))]), previous=result)
+    assert clicked.state["letterbox"] == result.state["letterbox"] and "embed_ms" not in clicked.timings_ms
+    as_mr = load_engine("litemedsam", modality="MR", zoom=rule).open(image).predict(box)
+    assert as_mr.state["letterbox"].region is None
+
+
 def test_cancel_and_missing_box(lung, engine):
     image, label = lung
     context = engine.open(image)

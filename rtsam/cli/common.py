@@ -84,9 +84,10 @@ def add_presence(parser) -> None:
 def add_zoom(parser) -> None:
     """``--zoom-below-px`` for the litemedsam engine (an opt-in ZoomRule)."""
     parser.add_argument("--zoom-below-px", type=float, metavar="N",
-                        help="litemedsam: a box spanning under N pixels of the model's 256 grid is seen in a region "
-                             "5x its side (at least 40 mm), scaled up (off by default: no rule kept its gains on "
-                             "small nodules without losses on other lesions held out; see the README)")
+                        help="litemedsam, CT: a box spanning under N pixels of the model's 256 grid is also seen in "
+                             "a region 5x its side (at least 40 mm), scaled up, and that view kept when its result's "
+                             "quality is higher (off by default: no such rule kept its gains on small nodules without "
+                             "losses on other boxes; see the README)")
 
 
 def add_prompt_policy(parser) -> None:
@@ -106,7 +107,7 @@ def engine_options(args) -> dict:
     if getattr(args, "zoom_below_px", None) is not None:
         from ..engines.litemedsam_prep import ZoomRule
 
-        options["zoom"] = ZoomRule(args.zoom_below_px)
+        options["zoom"] = ZoomRule(args.zoom_below_px, by_quality=True, ct_only=True)
     if getattr(args, "allow_untrained_prompts", False):
         options["allow_untrained_prompts"] = True
     return options

@@ -107,7 +107,11 @@ clicks (brain2's 0 mm box 0.757 -> 0.399, brain1_c1's 0.864 -> 0.674); factor 3:
 leave-one-lesion-out (benchmarks/zoom_loco.py: under 15-60 grid pixels or never, factor 3 or 5, always or
 only when the zoomed box-only result has the higher quality; no run may lose over 0.02 in-sample), three
 folds keep no zoom and two keep rules that lose held out (brain1_c1 0.864 -> 0.674, brain2 0.757 -> 0.584).
-LiteMedSAM on an upscaled region is erratic: a one-pixel shift of the region moved brain1's 0 mm box 0.05.
+Kept to CT and to the view of higher quality (``ZoomRule(..., by_quality=True, ct_only=True)``, what
+``--zoom-below-px`` builds), re-chosen leaving out each nodule, lung2 and the demo 4DCT in turn
+(``zoom_loco.py choose-ct``): every fold but one keeps no zoom, and that one loses held out (nodule5's 3 mm box
+0.828 -> 0.797 at 3 clicks); under 20 pixels it keeps the nodules' 5 mm gains but nodule2's jittered box loses
+0.109. LiteMedSAM on an upscaled region is erratic: a one-pixel shift of the region moved brain1's 0 mm box 0.05.
 
 The result's quality is the area-weighted mean over slices with a mask of a QUALITY_TERMS term
 (predicted IoU x SAM's stability score x contrast / (1 + contrast)), mapped so that the raw value
@@ -343,10 +347,36 @@ class LiteMedSAMContext(SliceWiseContext):
         the same box as ``previous`` keeps its variant. That choice is made without the presence rule,
         which then runs in the chosen variant: cutting doubtful slices raises a result's quality, and
         chose the worse window on the demo's 4DCT. The rule is the prompt's presence choice ("on":
-        PRESENCE_RULE, "off": none), else the engine's."""
+        PRESENCE_RULE, "off": none), else the engine's. With two views (``views``), each is predicted so and
+        the zoomed one kept only when its quality is higher, again before the presence rule."""
         prompt.validate_against(self.image)
         rule = {None: self.engine.presence, "on": PRESENCE_RULE, "off": None}[prompt.presence]
-        self.letterbox = self.letterbox_for(prompt)
+        views = self.views(prompt, previous)
+        if len(views) == 1:
+            return self.predict_view(views[0], prompt, previous, rule, progress, cancel)
+        passes = len(views) + (rule is not None)
+        results = [self.predict_view(view, prompt, previous, None, _part(progress, n, passes), cancel)
+                   for n, view in enumerate(views)]
+        best = max(range(len(views)), key=lambda n: results[n].quality)  # the whole slice's view on a tie
+        if rule is None:
+            return results[best]
+        return self.predict_view(views[best], prompt, previous, rule, _part(progress, passes - 1, passes), cancel)
+
+    def views(self, prompt: Prompt, previous: SegmentationResult | None) -> list[Letterbox]:
+        """The letterboxes to predict in: the whole slice, or the engine's zoom rule's region around a small box;
+        with a ``by_quality`` rule both for a new box, and ``previous``'s view for a prompt on its box."""
+        whole, chosen = Letterbox(tuple(self.image.array.shape[1:])), self.letterbox_for(prompt)
+        if chosen == whole or not self.engine.zoom.by_quality:
+            return [chosen]
+        state = previous.state if previous is not None and isinstance(previous.state, dict) else {}
+        if state.get("box_lps") == prompt.box_key() and "letterbox" in state:
+            return [whole if state["letterbox"] == whole else chosen]
+        return [whole, chosen]
+
+    def predict_view(self, letterbox: Letterbox, prompt: Prompt, previous: SegmentationResult | None,
+                     rule: PresenceRule | None, progress, cancel) -> SegmentationResult:
+        """``predict`` seeing ``letterbox``: every variant, the choice among them, then the presence rule."""
+        self.letterbox = letterbox
         self.box_decodes = {}
         kept = _kept_slices(previous, prompt, rule, self.letterbox)
         variants = self.variants(prompt, previous if kept else None)
@@ -399,11 +429,11 @@ class LiteMedSAMContext(SliceWiseContext):
     def letterbox_for(self, prompt: Prompt) -> Letterbox:
         """The whole slice, or with the engine's zoom rule the region around a small box."""
         shape = tuple(self.image.array.shape[1:])
-        if self.engine.zoom is None or prompt.box_lps is None:
+        zoom = self.engine.zoom
+        if zoom is None or prompt.box_lps is None or (zoom.ct_only and self.modality != "CT"):
             return Letterbox(shape)
         user_box = slice_extent(self.image, *box_voxel_extent(self.image, prompt.box_lps)).box
-        return self.engine.zoom.letterbox(shape, user_box, SlicePlan.build(self.image, prompt).box,
-                                          tuple(self.image.spacing[:2]))
+        return zoom.letterbox(shape, user_box, SlicePlan.build(self.image, prompt).box, tuple(self.image.spacing[:2]))
 
     def predict_in_window(self, prompt: Prompt, previous: SegmentationResult | None, kept: dict,
                           windows: dict | None, progress, cancel, presence: PresenceRule | None) -> SegmentationResult:

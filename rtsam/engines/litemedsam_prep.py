@@ -108,11 +108,14 @@ class Letterbox:
 class ZoomRule:
     """Zoom in on boxes whose longer side spans under ``below_px`` pixels of the model's 256 grid when it sees
     the whole slice: it then sees only a square region around the box (``zoom_region``), scaled up to its
-    grid, so a small lesion gets more of its pixels."""
+    grid, so a small lesion gets more of its pixels. With ``by_quality`` a new box is predicted in both views
+    and the zoomed result kept only when its quality is higher; with ``ct_only`` other modalities never zoom."""
 
     below_px: float
     factor: float = 5.0
     least_mm: float = 40.0
+    by_quality: bool = False
+    ct_only: bool = False
 
     def letterbox(self, shape: tuple[int, int], user_box: np.ndarray, box: np.ndarray,
                   spacing: tuple[float, float]) -> Letterbox:
