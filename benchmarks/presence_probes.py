@@ -134,20 +134,26 @@ def growth_rows(engine, name: str, case: dict) -> list[dict]:
     return rows
 
 
-def growth(phantom: Path) -> dict:
+def per_patient_auc(phantom: Path, rows_of, cues, high: str) -> tuple[list[dict], dict]:
+    """``rows_of(engine, name, case)``'s slice rows over the eight patients' cases, and per patient the AUC of
+    each of ``cues`` ranking ``high`` slices ("margin" or "lesion") above the other kind."""
     engine = load_engine("litemedsam", device="cpu")
     cases = {**all_cases(), **phantom_cases(phantom)}
-    rows = [row for name, case in cases.items() for row in growth_rows(engine, name, case)]
-    cues = [f"{cue}_{f:g}" for f in GROWTHS for cue in ("growth", "kept")]
+    rows = [row for name, case in cases.items() for row in rows_of(engine, name, case)]
+    low = "lesion" if high == "margin" else "margin"
     auc = {}
     for group in dict.fromkeys(c["group"] for c in cases.values()):
-        mine = [r for r in rows if r["group"] == group]
-        margin = [r for r in mine if r["kind"] == "margin"]
-        lesion = [r for r in mine if r["kind"] == "lesion"]
-        auc[group] = {"margin_slices": len(margin), "lesion_slices": len(lesion),
-                      **{cue: round(float(np.mean([(m[cue] > s[cue]) + 0.5 * (m[cue] == s[cue])
-                                                   for m in margin for s in lesion])), 3) for cue in cues}}
+        mine = {kind: [r for r in rows if r["group"] == group and r["kind"] == kind] for kind in ("margin", "lesion")}
+        auc[group] = {"margin_slices": len(mine["margin"]), "lesion_slices": len(mine["lesion"]),
+                      **{cue: round(float(np.mean([(a[cue] > b[cue]) + 0.5 * (a[cue] == b[cue])
+                                                   for a in mine[high] for b in mine[low]])), 3) for cue in cues}}
         print(group, auc[group], flush=True)
+    return rows, auc
+
+
+def growth(phantom: Path) -> dict:
+    cues = [f"{cue}_{f:g}" for f in GROWTHS for cue in ("growth", "kept")]
+    rows, auc = per_patient_auc(phantom, growth_rows, cues, "margin")
     return {"growths": GROWTHS, "auc_margin_above_lesion": auc, "slices": rows}
 
 
@@ -187,19 +193,8 @@ def footprint_rows(engine, name: str, case: dict) -> list[dict]:
 
 
 def footprint(phantom: Path) -> dict:
-    engine = load_engine("litemedsam", device="cpu")
-    cases = {**all_cases(), **phantom_cases(phantom)}
-    rows = [row for name, case in cases.items() for row in footprint_rows(engine, name, case)]
     cues = ("footprint_kept", "footprint_likeness", "footprint_persistence")
-    auc = {}
-    for group in dict.fromkeys(c["group"] for c in cases.values()):
-        mine = [r for r in rows if r["group"] == group]
-        margin = [r for r in mine if r["kind"] == "margin"]
-        lesion = [r for r in mine if r["kind"] == "lesion"]
-        auc[group] = {"margin_slices": len(margin), "lesion_slices": len(lesion),
-                      **{cue: round(float(np.mean([(s[cue] > m[cue]) + 0.5 * (s[cue] == m[cue])
-                                                   for m in margin for s in lesion])), 3) for cue in cues}}
-        print(group, auc[group], flush=True)
+    rows, auc = per_patient_auc(phantom, footprint_rows, cues, "lesion")
     return {"auc_lesion_above_margin": auc, "slices": rows}
 
 
